@@ -1,0 +1,44 @@
+// model_file.h - reading the engine's HDF5 model file (schema: weights/SCHEMA.md).
+// All functions return 0 on success or -1 with ivl_last_error() naming the file and tensor.
+// Reads are counted so tests can prove a rank read only its share.
+#ifndef IVL_WEIGHTS_MODEL_FILE_H
+#define IVL_WEIGHTS_MODEL_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+typedef struct ivl_model_file ivl_model_file;
+
+int ivl_model_file_open(const char *path, ivl_model_file **out);
+void ivl_model_file_close(ivl_model_file *mf);
+
+const char *ivl_model_file_path(const ivl_model_file *mf);
+const char *ivl_model_file_name(const ivl_model_file *mf);       // model_name attribute
+const char *ivl_model_file_config_json(const ivl_model_file *mf); // NUL-terminated config.json
+
+// Tokenizer and other blobs: name is e.g. "tokenizer.model". *data is malloc'ed (caller
+// frees) and NUL-terminated one byte past *size. Returns -1 if absent.
+int ivl_model_file_read_blob(ivl_model_file *mf, const char *group, const char *name,
+                             void **data, size_t *size);
+
+int ivl_model_file_has(ivl_model_file *mf, const char *tensor);
+// Shape and stored dtype of a tensor.
+int ivl_model_file_shape(ivl_model_file *mf, const char *tensor, int *ndim, int64_t *shape,
+                         ivl_dtype *stored);
+
+// Whole tensor into a new host tensor of dtype dt (F32, BF16 or F16; converted on read).
+int ivl_model_file_read(ivl_model_file *mf, const char *tensor, ivl_dtype dt, ivl_tensor *out);
+// Rows [r0, r0+n) of the first dimension (hyperslab), shape [n, ...rest].
+int ivl_model_file_read_rows(ivl_model_file *mf, const char *tensor, int64_t r0, int64_t n,
+                             ivl_dtype dt, ivl_tensor *out);
+// Columns [c0, c0+n) of a 2-D tensor (hyperslab), shape [rows, n].
+int ivl_model_file_read_cols(ivl_model_file *mf, const char *tensor, int64_t c0, int64_t n,
+                             ivl_dtype dt, ivl_tensor *out);
+
+// Bytes of tensor data read from the file so far (sum of stored-dtype sizes of the elements
+// selected by every read call).
+uint64_t ivl_model_file_bytes_read(const ivl_model_file *mf);
+
+#endif
