@@ -1,0 +1,327 @@
+// backend_cpu.c - the CPU backend table: memory in host RAM (tensors still say IVL_DEVICE so
+// model code treats them like any backend's memory), f32 compute, shape checks, and calls
+// into the kernels of cpu_ops.h.
+#include "core/backend.h"
+#include "core/check.h"
+#include "core/cpu/cpu_ops.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN 64   // cache line; also what AVX-512 loads like
+
+// ---- checks ----
+
+static const char *shape_of(const ivl_tensor *t, char *buf) {
+    return ivl_tensor_shape_str(t, buf, 96);
+}
+
+// A tensor argument of an op: on this backend, f32, with memory.
+static void check_arg(const char *op, const char *name, const ivl_tensor *t) {
+    char s[96];
+    IVL_CHECK(t, "cpu %s: %s is NULL", op, name);
+    IVL_CHECK(t->loc == IVL_DEVICE && t->data,
+              "cpu %s: %s %s is not backend memory (allocate or upload it through the backend)",
+              op, name, shape_of(t, s));
+    IVL_CHECK(t->dtype == IVL_F32, "cpu %s: %s %s must be f32", op, name, shape_of(t, s));
+}
+
+static void check_numel(const char *op, const char *name, const ivl_tensor *t, int64_t want) {
+    char s[96];
+    IVL_CHECK(ivl_tensor_numel(t) == want, "cpu %s: %s %s should have %lld elements", op, name,
+              shape_of(t, s), (long long)want);
+}
+
+static void check_same(const char *op, const ivl_tensor *a, const ivl_tensor *b) {
+    char s1[96], s2[96];
+    IVL_CHECK(ivl_tensor_rows(a) == ivl_tensor_rows(b) && ivl_tensor_cols(a) == ivl_tensor_cols(b),
+              "cpu %s: shapes differ: %s vs %s", op, shape_of(a, s1), shape_of(b, s2));
+}
+
+static float *F(const ivl_tensor *t) { return (float *)t->data; }
+
+// ---- memory ----
+
+static ivl_tensor cpu_alloc(ivl_backend *be, ivl_dtype dt, int ndim, const int64_t *shape) {
+    ivl_tensor t = ivl_tensor_desc(dt, ndim, shape);
+    size_t n = ivl_tensor_nbytes(&t);
+    size_t padded = (n + ALIGN - 1) / ALIGN * ALIGN;
+    if (padded == 0) padded = ALIGN;
+    t.data = aligned_alloc(ALIGN, padded);
+    char s[96];
+    IVL_CHECK(t.data, "cpu alloc: out of memory for %s (%zu bytes)", shape_of(&t, s), n);
+    memset(t.data, 0, padded);
+    t.loc = IVL_DEVICE;
+    return t;
+}
+
+static void cpu_free(ivl_backend *be, ivl_tensor *t) {
+    if (!t) return;
+    free(t->data);
+    t->data = NULL;
+}
+
+static int is_float(ivl_dtype dt) { return dt == IVL_F32 || dt == IVL_BF16 || dt == IVL_F16; }
+
+// Element conversion (or copy) in parallel chunks: weight upload converts GBs of bf16.
+static void convert_par(void *dst, ivl_dtype ddt, const void *src, ivl_dtype sdt, int64_t n) {
+    const int64_t chunk = 1 << 20;
+    const size_t ds = ivl_dtype_size(ddt), ss = ivl_dtype_size(sdt);
+#pragma omp parallel for schedule(static) if (n > chunk)
+    for (int64_t i = 0; i < n; i += chunk) {
+        int64_t m = i + chunk <= n ? chunk : n - i;
+        ivl_convert((char *)dst + i * ds, ddt, (const char *)src + i * ss, sdt, (size_t)m);
+    }
+}
+
+static void move_data(const char *op, ivl_tensor *dst, const ivl_tensor *src) {
+    char s1[96], s2[96];
+    IVL_CHECK(src->data && dst->data, "cpu %s: tensor without memory", op);
+    IVL_CHECK(ivl_tensor_numel(dst) == ivl_tensor_numel(src),
+              "cpu %s: element counts differ: %s vs %s", op, shape_of(dst, s1), shape_of(src, s2));
+    IVL_CHECK(dst->dtype == src->dtype || (is_float(dst->dtype) && is_float(src->dtype)),
+              "cpu %s: cannot convert %s to %s (integer tensors pass through unchanged only)", op,
+              shape_of(src, s2), shape_of(dst, s1));
+    convert_par(dst->data, dst->dtype, src->data, src->dtype, ivl_tensor_numel(src));
+}
+
+static void cpu_upload(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src_host) {
+    IVL_CHECK(dst->loc == IVL_DEVICE, "cpu upload: destination is not backend memory");
+    move_data("upload", dst, src_host);
+}
+
+static void cpu_download(ivl_backend *be, ivl_tensor *dst_host, const ivl_tensor *src) {
+    IVL_CHECK(src->loc == IVL_DEVICE, "cpu download: source is not backend memory");
+    move_data("download", dst_host, src);
+}
+
+static void cpu_copy(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src) {
+    char s1[96], s2[96];
+    IVL_CHECK(dst->dtype == src->dtype, "cpu copy: dtypes differ: %s vs %s", shape_of(dst, s1),
+              shape_of(src, s2));
+    move_data("copy", dst, src);
+}
+
+static void cpu_zero(ivl_backend *be, ivl_tensor *t) {
+    if (t->data) memset(t->data, 0, ivl_tensor_nbytes(t));
+}
+
+static void cpu_synchronize(ivl_backend *be) {}
+
+// ---- ops ----
+
+static void cpu_matmul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
+                       const ivl_tensor *bias) {
+    check_arg("matmul", "y", y);
+    check_arg("matmul", "x", x);
+    check_arg("matmul", "w", w);
+    char s1[96], s2[96], s3[96];
+    int64_t M = ivl_tensor_rows(x), K = ivl_tensor_cols(x), N = ivl_tensor_rows(w);
+    IVL_CHECK(ivl_tensor_cols(w) == K && ivl_tensor_rows(y) == M && ivl_tensor_cols(y) == N,
+              "cpu matmul: y %s = x %s . w^T %s: shapes do not fit", shape_of(y, s1),
+              shape_of(x, s2), shape_of(w, s3));
+    IVL_CHECK(y->data != x->data && y->data != w->data, "cpu matmul: y must not alias x or w");
+    if (bias) {
+        check_arg("matmul", "bias", bias);
+        check_numel("matmul", "bias", bias, N);
+    }
+    ivl_cpu_matmul(F(y), F(x), F(w), bias ? F(bias) : NULL, M, N, K);
+}
+
+static void cpu_rmsnorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
+                        float eps) {
+    check_arg("rmsnorm", "y", y);
+    check_arg("rmsnorm", "x", x);
+    check_arg("rmsnorm", "w", w);
+    check_same("rmsnorm", y, x);
+    check_numel("rmsnorm", "w", w, ivl_tensor_cols(x));
+    ivl_cpu_rmsnorm(F(y), F(x), F(w), ivl_tensor_rows(x), ivl_tensor_cols(x), eps);
+}
+
+static void cpu_layernorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,
+                          const ivl_tensor *w, const ivl_tensor *b, float eps) {
+    check_arg("layernorm", "y", y);
+    check_arg("layernorm", "x", x);
+    check_arg("layernorm", "w", w);
+    check_same("layernorm", y, x);
+    check_numel("layernorm", "w", w, ivl_tensor_cols(x));
+    if (b) {
+        check_arg("layernorm", "b", b);
+        check_numel("layernorm", "b", b, ivl_tensor_cols(x));
+    }
+    ivl_cpu_layernorm(F(y), F(x), F(w), b ? F(b) : NULL, ivl_tensor_rows(x), ivl_tensor_cols(x),
+                      eps);
+}
+
+static void cpu_gelu(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x) {
+    check_arg("gelu", "y", y);
+    check_arg("gelu", "x", x);
+    check_numel("gelu", "y", y, ivl_tensor_numel(x));
+    ivl_cpu_gelu(F(y), F(x), ivl_tensor_numel(x));
+}
+
+static void cpu_silu_mul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *gate,
+                         const ivl_tensor *up) {
+    check_arg("silu_mul", "y", y);
+    check_arg("silu_mul", "gate", gate);
+    check_arg("silu_mul", "up", up);
+    check_same("silu_mul", y, gate);
+    check_same("silu_mul", y, up);
+    ivl_cpu_silu_mul(F(y), F(gate), F(up), ivl_tensor_numel(y));
+}
+
+static void cpu_add(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x) {
+    check_arg("add", "y", y);
+    check_arg("add", "x", x);
+    check_numel("add", "x", x, ivl_tensor_numel(y));
+    ivl_cpu_add(F(y), F(x), ivl_tensor_numel(y));
+}
+
+static void cpu_add_scaled(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,
+                           const ivl_tensor *scale) {
+    check_arg("add_scaled", "y", y);
+    check_arg("add_scaled", "x", x);
+    check_arg("add_scaled", "scale", scale);
+    check_same("add_scaled", y, x);
+    check_numel("add_scaled", "scale", scale, ivl_tensor_cols(y));
+    ivl_cpu_add_scaled(F(y), F(x), F(scale), ivl_tensor_rows(y), ivl_tensor_cols(y));
+}
+
+static void cpu_scale(ivl_backend *be, ivl_tensor *y, float s) {
+    check_arg("scale", "y", y);
+    ivl_cpu_scale(F(y), s, ivl_tensor_numel(y));
+}
+
+static void cpu_rope(ivl_backend *be, ivl_tensor *x, int n_heads, int head_dim,
+                     const float *cos_host, const float *sin_host) {
+    check_arg("rope", "x", x);
+    char s[96];
+    IVL_CHECK(head_dim > 0 && head_dim % 2 == 0 && n_heads > 0 &&
+                  ivl_tensor_cols(x) == (int64_t)n_heads * head_dim,
+              "cpu rope: x %s is not [T, %d heads x %d]", shape_of(x, s), n_heads, head_dim);
+    IVL_CHECK(cos_host && sin_host, "cpu rope: cos/sin tables are NULL");
+    ivl_cpu_rope(F(x), ivl_tensor_rows(x), n_heads, head_dim, cos_host, sin_host);
+}
+
+static void cpu_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
+                          const ivl_tensor *k, const ivl_tensor *v, int n_heads, int n_kv_heads,
+                          int head_dim, int causal, int64_t q_pos0, float scale) {
+    check_arg("attention", "out", out);
+    check_arg("attention", "q", q);
+    check_arg("attention", "k", k);
+    check_arg("attention", "v", v);
+    char s1[96], s2[96], s3[96];
+    int64_t T = ivl_tensor_rows(q), L = ivl_tensor_rows(k);
+    IVL_CHECK(ivl_tensor_cols(q) == (int64_t)n_heads * head_dim &&
+                  ivl_tensor_cols(k) == (int64_t)n_kv_heads * head_dim,
+              "cpu attention: q %s / k %s do not hold %d / %d heads of %d", shape_of(q, s1),
+              shape_of(k, s2), n_heads, n_kv_heads, head_dim);
+    IVL_CHECK(ivl_tensor_rows(v) == L && ivl_tensor_cols(v) == ivl_tensor_cols(k),
+              "cpu attention: v %s does not match k %s", shape_of(v, s1), shape_of(k, s2));
+    IVL_CHECK(ivl_tensor_rows(out) == T && ivl_tensor_cols(out) == ivl_tensor_cols(q),
+              "cpu attention: out %s does not match q %s", shape_of(out, s3), shape_of(q, s1));
+    IVL_CHECK(out->data != q->data && out->data != k->data && out->data != v->data,
+              "cpu attention: out must not alias q, k or v");
+    ivl_cpu_attention(F(out), F(q), F(k), F(v), T, L, n_heads, n_kv_heads, head_dim, causal,
+                      q_pos0, scale);
+}
+
+static void cpu_embed(ivl_backend *be, ivl_tensor *out, const ivl_tensor *table,
+                      const int32_t *ids_host, int64_t n) {
+    check_arg("embed", "out", out);
+    check_arg("embed", "table", table);
+    char s1[96], s2[96];
+    int64_t D = ivl_tensor_cols(table);
+    IVL_CHECK(ivl_tensor_rows(out) == n && ivl_tensor_cols(out) == D,
+              "cpu embed: out %s is not [%lld, %lld] for table %s", shape_of(out, s1),
+              (long long)n, (long long)D, shape_of(table, s2));
+    IVL_CHECK(ids_host || n == 0, "cpu embed: ids are NULL");
+    ivl_cpu_embed(F(out), F(table), ivl_tensor_rows(table), D, ids_host, n);
+}
+
+static void cpu_patch_embed(ivl_backend *be, ivl_tensor *out, const ivl_tensor *pixels,
+                            const ivl_tensor *w, const ivl_tensor *bias, int patch) {
+    check_arg("patch_embed", "out", out);
+    check_arg("patch_embed", "pixels", pixels);
+    check_arg("patch_embed", "w", w);
+    char s1[96], s2[96], s3[96];
+    IVL_CHECK(pixels->ndim == 4 && pixels->shape[1] == 3 && pixels->shape[2] == pixels->shape[3],
+              "cpu patch_embed: pixels %s are not [B, 3, S, S]", shape_of(pixels, s1));
+    int64_t B = pixels->shape[0], S = pixels->shape[2];
+    IVL_CHECK(patch > 0 && S % patch == 0, "cpu patch_embed: image size %lld is not a multiple "
+              "of patch %d", (long long)S, patch);
+    int64_t g = S / patch, C = ivl_tensor_rows(w);
+    IVL_CHECK(ivl_tensor_numel(w) == C * 3 * patch * patch,
+              "cpu patch_embed: w %s is not [C, 3, %d, %d]", shape_of(w, s2), patch, patch);
+    IVL_CHECK(ivl_tensor_rows(out) == B * g * g && ivl_tensor_cols(out) == C,
+              "cpu patch_embed: out %s is not [%lld, %lld] for pixels %s and w %s",
+              shape_of(out, s3), (long long)(B * g * g), (long long)C, shape_of(pixels, s1),
+              shape_of(w, s2));
+    if (bias) {
+        check_arg("patch_embed", "bias", bias);
+        check_numel("patch_embed", "bias", bias, C);
+    }
+    ivl_cpu_patch_embed(F(out), F(pixels), F(w), bias ? F(bias) : NULL, B, S, C, patch);
+}
+
+static void cpu_pixel_shuffle(ivl_backend *be, ivl_tensor *out, const ivl_tensor *in, int grid,
+                              int version) {
+    check_arg("pixel_shuffle", "out", out);
+    check_arg("pixel_shuffle", "in", in);
+    char s1[96], s2[96];
+    IVL_CHECK(grid > 0 && grid % 2 == 0, "cpu pixel_shuffle: grid %d is not even", grid);
+    int64_t C = ivl_tensor_cols(in), per = (int64_t)grid * grid;
+    IVL_CHECK(ivl_tensor_rows(in) % per == 0,
+              "cpu pixel_shuffle: in %s is not [B * %d * %d, C]", shape_of(in, s1), grid, grid);
+    int64_t B = ivl_tensor_rows(in) / per;
+    IVL_CHECK(ivl_tensor_rows(out) == B * per / 4 && ivl_tensor_cols(out) == 4 * C,
+              "cpu pixel_shuffle: out %s is not [%lld, %lld] for in %s", shape_of(out, s2),
+              (long long)(B * per / 4), (long long)(4 * C), shape_of(in, s1));
+    ivl_cpu_pixel_shuffle(F(out), F(in), B, grid, C, version);
+}
+
+static void cpu_argmax(ivl_backend *be, const ivl_tensor *logits, int32_t *ids_host) {
+    check_arg("argmax", "logits", logits);
+    IVL_CHECK(ids_host, "cpu argmax: ids are NULL");
+    ivl_cpu_argmax(F(logits), ivl_tensor_rows(logits), ivl_tensor_cols(logits), ids_host);
+}
+
+static void cpu_destroy(ivl_backend *be) { free(be); }
+
+ivl_backend *ivl_backend_cpu_create(void) {
+    ivl_cpu_blas_init();
+    ivl_backend *be = ivl_calloc(1, sizeof *be);
+    *be = (ivl_backend){
+        .name = "cpu",
+        .dtype = IVL_F32,
+        .destroy = cpu_destroy,
+        .alloc = cpu_alloc,
+        .free = cpu_free,
+        .upload = cpu_upload,
+        .download = cpu_download,
+        .copy = cpu_copy,
+        .zero = cpu_zero,
+        .synchronize = cpu_synchronize,
+        .matmul = cpu_matmul,
+        .rmsnorm = cpu_rmsnorm,
+        .layernorm = cpu_layernorm,
+        .gelu = cpu_gelu,
+        .silu_mul = cpu_silu_mul,
+        .add = cpu_add,
+        .add_scaled = cpu_add_scaled,
+        .scale = cpu_scale,
+        .rope = cpu_rope,
+        .attention = cpu_attention,
+        .embed = cpu_embed,
+        .patch_embed = cpu_patch_embed,
+        .pixel_shuffle = cpu_pixel_shuffle,
+        .argmax = cpu_argmax,
+    };
+    int nt = ivl_cpu_threads();
+    snprintf(be->device_name, sizeof be->device_name, "x86_64 CPU, %d thread%s", nt,
+             nt == 1 ? "" : "s");
+    LOG_DEBUG("cpu backend: %s, OpenBLAS single-threaded inside OpenMP", be->device_name);
+    return be;
+}
