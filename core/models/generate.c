@@ -1,0 +1,190 @@
+// generate.c - see generate.h.
+#include "core/models/generate.h"
+#include "core/check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+ivl_sampling ivl_sampling_default(void) {
+    ivl_sampling s = {0, 1.0f, 50, 1.0f, 1.0f, 0};
+    return s;
+}
+
+// splitmix64: small, seedable, good enough for sampling.
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+typedef struct { float v; int32_t i; } scored;
+static int cmp_scored_desc(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->v != y->v) return (x->v < y->v) - (x->v > y->v);
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+int32_t ivl_sample_next(float *logits, int64_t V, const int32_t *history, int n_history,
+                        const ivl_sampling *s, uint64_t *rng) {
+    // HF RepetitionPenaltyLogitsProcessor: each token seen once, negative logits multiplied.
+    if (s->repetition_penalty != 1.0f) {
+        for (int i = 0; i < n_history; i++) {
+            int32_t t = history[i];
+            if (t < 0 || t >= V) continue;
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++) seen = history[j] == t;
+            if (seen) continue;
+            logits[t] = logits[t] < 0 ? logits[t] * s->repetition_penalty
+                                      : logits[t] / s->repetition_penalty;
+        }
+    }
+    if (!s->do_sample) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        return (int32_t)best;
+    }
+    // Warpers in HF order: temperature, top-k, top-p; then softmax and a multinomial draw.
+    if (s->temperature > 0 && s->temperature != 1.0f)
+        for (int64_t i = 0; i < V; i++) logits[i] /= s->temperature;
+    if (s->top_k > 0 && s->top_k < V) {
+        float *tmp = ivl_malloc((size_t)V * sizeof *tmp);
+        memcpy(tmp, logits, (size_t)V * sizeof *tmp);
+        qsort(tmp, (size_t)V, sizeof *tmp, cmp_desc);
+        float kth = tmp[s->top_k - 1];   // ties with the k-th value survive, as in HF
+        for (int64_t i = 0; i < V; i++)
+            if (logits[i] < kth) logits[i] = -INFINITY;
+        free(tmp);
+    }
+    scored *sc = ivl_malloc((size_t)V * sizeof *sc);
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++) {
+        sc[i].v = isinf(logits[i]) && logits[i] < 0 ? 0.0f : (float)exp(logits[i] - mx);
+        sc[i].i = (int32_t)i;
+        sum += sc[i].v;
+    }
+    for (int64_t i = 0; i < V; i++) sc[i].v = (float)(sc[i].v / sum);
+    qsort(sc, (size_t)V, sizeof *sc, cmp_scored_desc);
+    int64_t keep = V;
+    if (s->top_p < 1.0f) {
+        // HF TopPLogitsWarper removes the tokens whose ascending cumulative probability is
+        // <= 1 - top_p; equivalently keep the smallest descending prefix reaching top_p.
+        double cum = 0;
+        for (int64_t i = 0; i < V; i++) {
+            cum += sc[i].v;
+            if (cum >= s->top_p) { keep = i + 1; break; }
+        }
+    }
+    double total = 0;
+    for (int64_t i = 0; i < keep; i++) total += sc[i].v;
+    double u = rng_uniform(rng) * total, acc = 0;
+    int32_t pick = sc[keep - 1].i;
+    for (int64_t i = 0; i < keep; i++) {
+        acc += sc[i].v;
+        if (u < acc && sc[i].v > 0) { pick = sc[i].i; break; }
+    }
+    free(sc);
+    return pick;
+}
+
+void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
+                  const ivl_gen_params *p, int32_t *out, int *out_len, const ivl_dump *dump) {
+    const int64_t V = step->vocab;
+    const int maxn = p->max_new_tokens;
+    int64_t N = 0;
+    for (int i = 0; i < B; i++) {
+        IVL_CHECK(prompts[i].n > 0, "prompt %d is empty", i);
+        N += prompts[i].n;
+    }
+    // Prefill: every prompt in one step.
+    int32_t *ids = ivl_malloc((size_t)N * sizeof *ids);
+    int64_t *img = ivl_malloc((size_t)N * sizeof *img);
+    ivl_llm_seq *seqs = ivl_malloc((size_t)B * sizeof *seqs);
+    int any_img = 0;
+    for (int i = 0, r = 0; i < B; r += (int)prompts[i].n, i++) {
+        memcpy(ids + r, prompts[i].ids, (size_t)prompts[i].n * sizeof *ids);
+        for (int64_t j = 0; j < prompts[i].n; j++) {
+            img[r + j] = prompts[i].img_row ? prompts[i].img_row[j] : -1;
+            any_img |= img[r + j] >= 0;
+        }
+        seqs[i].slot = i;
+        seqs[i].n = prompts[i].n;
+    }
+    float *logits = ivl_malloc((size_t)B * (size_t)V * sizeof *logits);
+    step->run(step->ctx, seqs, B, ids, any_img ? img : NULL, logits, dump);
+    if (p->prefill_logits) memcpy(p->prefill_logits, logits, (size_t)B * (size_t)V * sizeof *logits);
+
+    uint64_t rng = p->sampling.seed ? p->sampling.seed : 0x1234abcdull;
+    int *active = ivl_malloc((size_t)B * sizeof *active);
+    int32_t *next = ivl_malloc((size_t)B * sizeof *next);
+    for (int i = 0; i < B; i++) {
+        out_len[i] = 0;
+        active[i] = maxn > 0;
+        for (int t = 0; t < maxn; t++) out[(int64_t)i * maxn + t] = -1;
+    }
+    int nact = maxn > 0 ? B : 0;
+    int *rows_of = ivl_malloc((size_t)B * sizeof *rows_of);   // logits row -> sequence
+    for (int i = 0; i < B; i++) rows_of[i] = i;
+    int nrows = B;
+    while (nact > 0) {
+        int k = 0;
+        for (int r = 0; r < nrows; r++) {
+            int i = rows_of[r];
+            int32_t *hist = out + (int64_t)i * maxn;
+            int32_t t = ivl_sample_next(logits + (int64_t)r * V, V, hist, out_len[i], &p->sampling, &rng);
+            hist[out_len[i]++] = t;
+            if (p->on_token) p->on_token(p->cb_ctx, i, t);
+            if (t == p->stop_id || out_len[i] >= maxn) {
+                active[i] = 0;
+                nact--;
+            } else {
+                seqs[k].slot = i;
+                seqs[k].n = 1;
+                next[k] = t;
+                rows_of[k] = i;
+                k++;
+            }
+        }
+        nrows = k;
+        if (k == 0) break;
+        step->run(step->ctx, seqs, k, next, NULL, logits, NULL);
+    }
+    free(ids); free(img); free(seqs); free(logits); free(active); free(next); free(rows_of);
+}
+
+// ---- one rank holding the whole model ----
+
+static void local_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                      const int64_t *img_row, float *logits, const ivl_dump *dump) {
+    ivl_local_step *c = vctx;
+    ivl_model *m = c->model;
+    ivl_backend *be = m->be;
+    int64_t N = 0;
+    int64_t *last = ivl_malloc((size_t)nseq * sizeof *last);
+    for (int i = 0; i < nseq; i++) {
+        N += seqs[i].n;
+        last[i] = N - 1;
+    }
+    ivl_tensor x = ivl_backend_alloc_2d(be, N, m->cfg.llm.hidden);
+    ivl_model_embed_step(m, ids, img_row, N, c->image_embeds, &x);
+    ivl_dump_tensor(dump, "llm.embeds", be, &x);
+    ivl_llm_forward_layers(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, c->kv, seqs, nseq, &x, dump);
+    ivl_llm_logits(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, &x, last, nseq, logits, dump);
+    be->free(be, &x);
+    free(last);
+}
+
+ivl_step ivl_model_local_step(ivl_local_step *ctx) {
+    ivl_step s = {ctx, ctx->model->cfg.llm.vocab, local_run};
+    return s;
+}

@@ -1,0 +1,68 @@
+// generate.h - prefill + decode loop over a "step" (one forward of a batch of sequences),
+// greedy or sampled with Hugging Face generate semantics. The step hides where the model runs:
+// one rank (ivl_model_local_step) or a tensor/pipeline-parallel group (parallel/).
+#ifndef IVL_MODELS_GENERATE_H
+#define IVL_MODELS_GENERATE_H
+
+#include <stdint.h>
+
+#include "core/models/dump.h"
+#include "core/models/internvl.h"
+#include "core/models/llm.h"
+
+typedef struct ivl_step {
+    void *ctx;
+    int64_t vocab;
+    // One forward step: sequence i contributes seqs[i].n rows of ids (and img_row, where
+    // img_row[r] >= 0 takes row img_row[r] of the image embeddings instead of the token
+    // embedding; NULL = text only). Writes each sequence's last-row logits to logits [nseq, V].
+    void (*run)(void *ctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                const int64_t *img_row, float *logits, const ivl_dump *dump);
+} ivl_step;
+
+// The step of one rank holding the whole model.
+typedef struct {
+    ivl_model *model;
+    ivl_kv_cache *kv;
+    const ivl_tensor *image_embeds;   // backend [rows, D] or NULL
+} ivl_local_step;
+ivl_step ivl_model_local_step(ivl_local_step *ctx);
+
+typedef struct {
+    int do_sample;              // 0: greedy (argmax), the default of the official chat()
+    float temperature;          // HF default 1.0
+    int top_k;                  // HF default 50 (0 = off)
+    float top_p;                // HF default 1.0
+    float repetition_penalty;   // HF default 1.0 (applied to the tokens generated so far)
+    uint64_t seed;
+} ivl_sampling;
+
+ivl_sampling ivl_sampling_default(void);
+
+// Picks the next token from logits [V] (modified in place) given the tokens generated so far.
+int32_t ivl_sample_next(float *logits, int64_t V, const int32_t *history, int n_history,
+                        const ivl_sampling *s, uint64_t *rng_state);
+
+typedef struct {
+    const int32_t *ids;        // prompt token ids
+    int64_t n;
+    const int64_t *img_row;    // per prompt token: image-embedding row or -1; NULL = none
+} ivl_gen_prompt;
+
+typedef struct {
+    int max_new_tokens;
+    int32_t stop_id;           // template separator; generation stops after emitting it
+    ivl_sampling sampling;
+    // Called for every generated token as it is chosen (streaming); may be NULL.
+    void (*on_token)(void *ctx, int seq, int32_t token);
+    void *cb_ctx;
+    float *prefill_logits;     // optional out: [B, V] logits at each prompt's last position
+} ivl_gen_params;
+
+// Generates for B prompts; sequence i uses KV slot i (the caller resets them). out is
+// [B, max_new_tokens] (stop token included, then -1); out_len[i] = tokens produced.
+// The dump hook sees the prefill step only.
+void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
+                  const ivl_gen_params *p, int32_t *out, int *out_len, const ivl_dump *dump);
+
+#endif
