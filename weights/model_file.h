@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/models/config.h"
 #include "core/tensor.h"
 
 typedef struct ivl_model_file ivl_model_file;
@@ -24,6 +25,8 @@ int ivl_model_file_read_blob(ivl_model_file *mf, const char *group, const char *
                              void **data, size_t *size);
 
 int ivl_model_file_has(ivl_model_file *mf, const char *tensor);
+// Names of all tensors, sorted; *names and each name are malloc'ed (caller frees).
+int ivl_model_file_list(ivl_model_file *mf, char ***names, int *count);
 // Shape and stored dtype of a tensor.
 int ivl_model_file_shape(ivl_model_file *mf, const char *tensor, int *ndim, int64_t *shape,
                          ivl_dtype *stored);
@@ -40,5 +43,9 @@ int ivl_model_file_read_cols(ivl_model_file *mf, const char *tensor, int64_t c0,
 // Bytes of tensor data read from the file so far (sum of stored-dtype sizes of the elements
 // selected by every read call).
 uint64_t ivl_model_file_bytes_read(const ivl_model_file *mf);
+
+// The model's config parsed from /config/config.json, with llm.vocab set from the shape of
+// llm.embed (the checkpoint's real vocabulary; Phi-3: 32020 or 32064).
+int ivl_model_file_config(ivl_model_file *mf, ivl_model_config *cfg);
 
 #endif

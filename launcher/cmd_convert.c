@@ -1,0 +1,67 @@
+// cmd_convert.c - `internvl convert --hf DIR --out FILE.h5`: Hugging Face checkpoint folder to
+// the engine's HDF5 model file (weights/SCHEMA.md).
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/check.h"
+#include "core/log.h"
+#include "launcher/commands.h"
+#include "weights/convert.h"
+
+static char g_tmp[4096];
+
+// Ctrl-C or a job's time limit: remove the half-written file, then die by the same signal.
+static void on_signal(int sig) {
+    if (g_tmp[0]) unlink(g_tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: internvl convert --hf DIR --out FILE.h5 [--allow-unused] [--no-progress]\n\n"
+            "Converts a Hugging Face InternVL 1.5 checkpoint folder (config.json, model.safetensors\n"
+            "or model.safetensors.index.json + shards, tokenizer files) into one HDF5 model file.\n"
+            "The file is written as FILE.h5.tmp-<pid> and renamed when complete.\n\n"
+            "  --hf DIR         the checkpoint folder\n"
+            "  --out FILE.h5    the model file to write (replaced if it exists)\n"
+            "  --allow-unused   warn about checkpoint tensors the engine does not use (default: error)\n"
+            "  --no-progress    no progress bar (default: a bar when stderr is a terminal)\n");
+}
+
+int cmd_convert(int argc, char **argv) {
+    ivl_convert_opts o = {0};
+    o.progress = isatty(2);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--hf") && i + 1 < argc) o.hf_dir = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out_path = argv[++i];
+        else if (!strcmp(argv[i], "--allow-unused")) o.allow_unused = 1;
+        else if (!strcmp(argv[i], "--no-progress")) o.progress = 0;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "internvl convert: unknown or incomplete option '%s'\n\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!o.hf_dir || !o.out_path) {
+        usage(stderr);
+        return 2;
+    }
+    snprintf(g_tmp, sizeof g_tmp, "%s.tmp-%ld", o.out_path, (long)getpid());
+    o.tmp_path = g_tmp;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+    // A file size limit (ulimit -f) must surface as a write error, not kill us mid-file.
+    signal(SIGXFSZ, SIG_IGN);
+    if (ivl_convert_hf(&o)) {
+        LOG_ERROR("convert: %s", ivl_last_error());
+        return 1;
+    }
+    return 0;
+}

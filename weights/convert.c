@@ -1,0 +1,324 @@
+// convert.c - see convert.h. Order of work: parse the config, open and check every
+// safetensors header, build the plan and check every source tensor's presence, dtype and
+// shape against the config; only then write. Each source tensor is read once (pread into one
+// buffer, the only tensor in memory) and its engine tensors are written from that buffer with
+// HDF5 hyperslab selections.
+#include "weights/convert.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/check.h"
+#include "core/log.h"
+#include "core/models/config.h"
+#include "weights/h5_util.h"
+#include "weights/name_map.h"
+#include "weights/safetensors.h"
+
+static const char *k_tokenizer_files[] = {"tokenizer.model", "tokenizer_config.json",
+                                          "added_tokens.json", "special_tokens_map.json"};
+
+// 2-D+ tensors are chunked by blocks of whole rows of about this many bytes.
+#define CHUNK_TARGET_BYTES (1u << 20)
+
+int ivl_read_file(const char *path, char **data, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return ivl_errorf("%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = ivl_malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0)
+        if ((n += got) == cap) buf = ivl_realloc(buf, cap *= 2);
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return ivl_errorf("%s: read error", path);
+    }
+    buf = ivl_realloc(buf, n + 1);
+    buf[n] = 0;
+    *data = buf;
+    if (size) *size = n;
+    return 0;
+}
+
+static const char *shape_str(int ndim, const int64_t *s, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)s[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+// --- checks before writing ----------------------------------------------------------------
+
+// Every plan source must exist with the expected shape and a float dtype; every checkpoint
+// tensor must be used (or only warned about with allow_unused).
+static int check_plan(const ivl_plan *plan, const ivl_st_checkpoint *ck, const char *hf_dir,
+                      int allow_unused, uint64_t *bytes_total) {
+    int n = ivl_st_count(ck), rc = 0;
+    char *used = ivl_calloc((size_t)(n ? n : 1), 1);
+    *bytes_total = 0;
+    for (int i = 0; i < plan->n && !rc; i++) {
+        const ivl_plan_entry *e = &plan->e[i];
+        const ivl_st_tensor *t = ivl_st_find(ck, e->hf_name);
+        char a[96], b[96];
+        if (!t) {
+            rc = ivl_errorf("%s: tensor %s missing from the checkpoint (the config needs it with "
+                            "shape %s for %s)", hf_dir, e->hf_name,
+                            shape_str(e->hf_ndim, e->hf_shape, a, sizeof a), e->name);
+            break;
+        }
+        int same = t->ndim == e->hf_ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == e->hf_shape[d];
+        if (!same) {
+            rc = ivl_errorf("%s: tensor %s has shape %s but config.json implies %s",
+                            ivl_st_file_path(ck, t->file), e->hf_name,
+                            shape_str(t->ndim, t->shape, a, sizeof a),
+                            shape_str(e->hf_ndim, e->hf_shape, b, sizeof b));
+            break;
+        }
+        int idx = (int)(t - ivl_st_at(ck, 0));
+        if (!used[idx]) *bytes_total += t->nbytes;
+        used[idx] = 1;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        if (used[i]) continue;
+        const ivl_st_tensor *t = ivl_st_at(ck, i);
+        if (!allow_unused) {
+            rc = ivl_errorf("%s: tensor %s is not part of the model the config describes "
+                            "(use --allow-unused to skip such tensors)",
+                            ivl_st_file_path(ck, t->file), t->name);
+        } else {
+            LOG_WARN("%s: tensor %s is not used by the engine; skipped",
+                     ivl_st_file_path(ck, t->file), t->name);
+        }
+    }
+    free(used);
+    return rc;
+}
+
+// --- writing ----------------------------------------------------------------------------------
+
+static int write_blob(hid_t group, const char *name, const void *data, size_t n) {
+    int rc = 0;
+    hid_t s = -1, d = -1;
+    hsize_t dim = n;
+    H5_CHECK(s = H5Screate_simple(1, &dim, NULL));
+    H5_TRY(d = H5Dcreate2(group, name, H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+           "dataset %s", name);
+    if (n) H5_TRY(H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "dataset %s", name);
+fail:
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(s);
+    return rc;
+}
+
+static int write_file_blob(hid_t group, const char *dir, const char *name, int required) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (access(path, F_OK) != 0) {
+        if (required) return ivl_errorf("%s: missing", path);
+        return 0;
+    }
+    char *data;
+    size_t n;
+    if (ivl_read_file(path, &data, &n)) return -1;
+    int rc = write_blob(group, name, data, n);
+    free(data);
+    return rc;
+}
+
+// Writes one engine tensor from the buffer holding its whole source tensor (dtype dt).
+static int write_tensor(hid_t group, const ivl_plan_entry *e, ivl_dtype dt, const void *src) {
+    int rc = 0;
+    hid_t fs = -1, ms = -1, dcpl = -1, dapl = -1, d = -1;
+    hid_t type = ivl_h5_type_for(dt);
+    hsize_t dims[IVL_MAX_DIMS], sdims[IVL_MAX_DIMS], chunk[IVL_MAX_DIMS];
+    hsize_t row_elems = 1, nonzero = 1;
+    for (int i = 0; i < e->ndim; i++) {
+        dims[i] = chunk[i] = (hsize_t)e->shape[i];
+        sdims[i] = (hsize_t)e->hf_shape[i];
+        if (i) row_elems *= dims[i];
+        nonzero = nonzero && dims[i];
+    }
+    H5_CHECK(fs = H5Screate_simple(e->ndim, dims, NULL));
+    H5_CHECK(dcpl = H5Pcreate(H5P_DATASET_CREATE));
+    H5_CHECK(dapl = H5Pcreate(H5P_DATASET_ACCESS));
+    if (e->ndim >= 2 && nonzero) {
+        hsize_t row_bytes = row_elems * ivl_dtype_size(dt);
+        hsize_t rows = CHUNK_TARGET_BYTES / row_bytes;
+        chunk[0] = rows < 1 ? 1 : rows > dims[0] ? dims[0] : rows;
+        H5_CHECK(H5Pset_chunk(dcpl, e->ndim, chunk));
+        // Room for a few chunks so row segments that start mid-chunk (wqkv heads) complete
+        // a chunk in cache instead of rewriting it.
+        H5_CHECK(H5Pset_chunk_cache(dapl, 521, 8 * chunk[0] * row_bytes, 1.0));
+    }
+    H5_TRY(d = H5Dcreate2(group, e->name, type, fs, H5P_DEFAULT, dcpl, dapl), "tensor %s", e->name);
+    if (ivl_h5_write_str_attr(d, "hf_name", e->hf_name) ||
+        ivl_h5_write_i64_attr(d, "hf_row0", e->nseg ? e->seg[0].src_row : 0)) {
+        rc = ivl_errorf("tensor %s: %s", e->name, ivl_last_error());
+        goto fail;
+    }
+    if (e->nseg == 0) {
+        if (nonzero) H5_TRY(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, src), "writing tensor %s", e->name);
+    } else {
+        H5_CHECK(ms = H5Screate_simple(e->hf_ndim, sdims, NULL));
+        for (int s = 0; s < e->nseg; s++) {
+            hsize_t mstart[IVL_MAX_DIMS] = {0}, fstart[IVL_MAX_DIMS] = {0}, count[IVL_MAX_DIMS];
+            for (int i = 0; i < e->ndim; i++) count[i] = dims[i];
+            mstart[0] = (hsize_t)e->seg[s].src_row;
+            fstart[0] = (hsize_t)e->seg[s].dst_row;
+            count[0] = (hsize_t)e->seg[s].rows;
+            H5_CHECK(H5Sselect_hyperslab(ms, H5S_SELECT_SET, mstart, NULL, count, NULL));
+            H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, fstart, NULL, count, NULL));
+            H5_TRY(H5Dwrite(d, type, ms, fs, H5P_DEFAULT, src), "writing tensor %s", e->name);
+        }
+    }
+fail:
+    if (d >= 0 && H5Dclose(d) < 0 && !rc) {
+        char m[512];
+        rc = ivl_errorf("writing tensor %s: %s", e->name, ivl_h5_error_message(m, sizeof m));
+    }
+    if (ms >= 0) H5Sclose(ms);
+    H5Pclose(dapl);
+    H5Pclose(dcpl);
+    H5Sclose(fs);
+    return rc;
+}
+
+static void progress(int on, uint64_t done, uint64_t total, double t0) {
+    if (!on) return;
+    double frac = total ? (double)done / (double)total : 1.0;
+    int w = 40, fill = (int)(frac * w);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double el = (double)ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
+    fprintf(stderr, "\rconverting [%.*s%*s] %5.1f%% %8.1f / %.1f MB %6.1f s", fill,
+            "========================================", w - fill, "", 100.0 * frac,
+            (double)done / 1e6, (double)total / 1e6, el);
+    if (done >= total) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static int write_all(hid_t file, const ivl_convert_opts *o, const ivl_model_config *cfg,
+                     const char *cfg_text, size_t cfg_len, const ivl_plan *plan,
+                     const ivl_st_checkpoint *ck, uint64_t total) {
+    int rc = 0;
+    hid_t g = -1;
+    void *buf = NULL;
+    char name[256];
+    // model_name: the last path component of _name_or_path, else of the HF folder.
+    const char *src = cfg->name[0] ? cfg->name : o->hf_dir;
+    snprintf(name, sizeof name, "%s", src);
+    for (size_t n = strlen(name); n > 1 && name[n - 1] == '/'; n--) name[n - 1] = 0;
+    const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+    if (ivl_h5_write_str_attr(file, "format", IVL_MODEL_FORMAT) ||
+        ivl_h5_write_i64_attr(file, "format_version", IVL_MODEL_FORMAT_VERSION) ||
+        ivl_h5_write_str_attr(file, "model_name", base) ||
+        ivl_h5_write_str_attr(file, "source", o->hf_dir))
+        return -1;
+
+    H5_TRY(g = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /config");
+    if ((rc = write_blob(g, "config.json", cfg_text, cfg_len))) goto fail;
+    H5Gclose(g);
+    H5_TRY(g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /tokenizer");
+    for (size_t i = 0; i < sizeof k_tokenizer_files / sizeof *k_tokenizer_files; i++)
+        if ((rc = write_file_blob(g, o->hf_dir, k_tokenizer_files[i], 0))) goto fail;
+    H5Gclose(g);
+    H5_TRY(g = H5Gcreate2(file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /tensors");
+
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    uint64_t done = 0;
+    progress(o->progress, 0, total, t0);
+    // Entries from one source are adjacent in the plan: read the source once for all of them.
+    for (int i = 0; i < plan->n;) {
+        const ivl_st_tensor *t = ivl_st_find(ck, plan->e[i].hf_name);
+        buf = ivl_malloc(t->nbytes);
+        if ((rc = ivl_st_read(ck, t, 0, t->nbytes, buf))) goto fail;
+        int j = i;
+        for (; j < plan->n && !strcmp(plan->e[j].hf_name, t->name); j++)
+            if ((rc = write_tensor(g, &plan->e[j], t->dtype, buf))) goto fail;
+        free(buf);
+        buf = NULL;
+        done += t->nbytes;
+        progress(o->progress, done, total, t0);
+        i = j;
+    }
+fail:
+    free(buf);
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+int ivl_convert_hf(const ivl_convert_opts *o) {
+    char cfg_path[4096], tmp_default[4096];
+    char *cfg_text = NULL;
+    size_t cfg_len = 0;
+    ivl_model_config cfg;
+    ivl_st_checkpoint *ck = NULL;
+    ivl_plan plan = {0};
+    hid_t file = -1, fapl = -1;
+    int rc = 0, created = 0;
+    const char *tmp = o->tmp_path;
+    if (!tmp) {
+        snprintf(tmp_default, sizeof tmp_default, "%s.tmp-%ld", o->out_path, (long)getpid());
+        tmp = tmp_default;
+    }
+    ivl_h5_init();
+
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", o->hf_dir);
+    if ((rc = ivl_read_file(cfg_path, &cfg_text, &cfg_len))) goto fail;
+    if (ivl_model_config_parse(cfg_text, &cfg)) {
+        rc = ivl_errorf("%s: %s", o->hf_dir, ivl_last_error());
+        goto fail;
+    }
+    if ((rc = ivl_st_open_dir(o->hf_dir, &ck))) goto fail;
+
+    // The vocabulary size is the embedding's row count (Phi-3: 32020 or 32064).
+    const char *emb = cfg.llm.arch == IVL_LLM_PHI3 ? "language_model.model.embed_tokens.weight"
+                                                   : "language_model.model.tok_embeddings.weight";
+    const ivl_st_tensor *et = ivl_st_find(ck, emb);
+    if (et && et->ndim == 2 && et->shape[0] != cfg.llm.vocab) {
+        LOG_INFO("vocab: %s has %lld rows, config.json vocab_size says %d; using %lld", emb,
+                 (long long)et->shape[0], cfg.llm.vocab, (long long)et->shape[0]);
+        cfg.llm.vocab = (int)et->shape[0];
+    }
+    ivl_plan_build(&cfg, &plan);
+    uint64_t total = 0;
+    if ((rc = check_plan(&plan, ck, o->hf_dir, o->allow_unused, &total))) goto fail;
+
+    // Latest-format-only files are smaller and faster; the reader is this same HDF5.
+    H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS));
+    H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
+    H5_TRY(file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create %s", tmp);
+    created = 1;
+    if ((rc = write_all(file, o, &cfg, cfg_text, cfg_len, &plan, ck, total))) {
+        rc = ivl_errorf("%s: %s", tmp, ivl_last_error());
+        goto fail;
+    }
+    herr_t cr = H5Fclose(file);
+    file = -1;
+    H5_TRY(cr, "closing %s", tmp);
+    if (rename(tmp, o->out_path)) {
+        rc = ivl_errorf("cannot rename %s to %s: %s", tmp, o->out_path, strerror(errno));
+        goto fail;
+    }
+    created = 0;
+    LOG_INFO("wrote %s: %d tensors, %.1f MB of tensor data", o->out_path, plan.n, total / 1e6);
+fail:
+    if (file >= 0) H5Fclose(file);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc && created && unlink(tmp) && errno != ENOENT)
+        LOG_WARN("could not remove %s: %s", tmp, strerror(errno));
+    ivl_plan_free(&plan);
+    ivl_st_close(ck);
+    free(cfg_text);
+    return rc;
+}
