@@ -508,9 +508,10 @@ class LLM:
         return F.linear(n, self.head), outs, n
 
 
-def greedy(llm, prompt_embeds, max_new, stop_id, use_cache=True):
+def greedy(llm, prompt_embeds, max_new, stop_id, use_cache=True, step_logits=None):
     """Greedy decode of one sequence. Returns (prefill logits [V], layer outs, norm, ids).
-    use_cache=False recomputes the whole sequence (fresh RoPE state) for every new token."""
+    use_cache=False recomputes the whole sequence (fresh RoPE state) for every new token.
+    step_logits, if a list, receives the logits each new token was picked from."""
     L = prompt_embeds.shape[0]
     cache = [None] * llm.layers
     rope = llm.new_rope()
@@ -519,6 +520,8 @@ def greedy(llm, prompt_embeds, max_new, stop_id, use_cache=True):
     ids = []
     last = prefill
     while len(ids) < max_new:
+        if step_logits is not None:
+            step_logits.append(last)
         tok = int(torch.argmax(last))
         ids.append(tok)
         if tok == stop_id or len(ids) == max_new:
