@@ -96,7 +96,7 @@ def make(family, out, seed):
     dump_json(os.path.join(tmp, "config.json"), families.chat_config(family, fam, vocab, ids))
     dump_json(os.path.join(tmp, "generation_config.json"),
               {"_from_model_config": True, "transformers_version": "4.37.2"})
-    write_weights(tmp, weights.all_tensors(fam, vocab, seed), fam["shards"])
+    write_weights(tmp, weights.all_tensors(family, fam, vocab, seed), fam["shards"])
     with open(os.path.join(tmp, STAMP), "w") as f:
         f.write(stamp)
 

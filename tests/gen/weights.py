@@ -1,7 +1,7 @@
 """Random weights under the exact Hugging Face tensor names and shapes (spec section 6).
 
-Every tensor draws from its own generator seeded by (seed, crc32(name)), so a tensor's
-values depend only on the seed and its name, not on which other tensors exist.
+Every tensor draws from its own generator seeded by (seed, crc32(family), crc32(name)), so a
+tensor's values depend only on the seed, the family and its name, not on which other tensors exist.
 The spreads are chosen so that mistakes show in the outputs: LayerScale values far from 1
 and different per channel, norm weights 1 +- 0.3, nonzero biases, attention scores of order
 1 (so softmax is neither uniform nor one-hot), logits spread by a few units.
@@ -14,12 +14,14 @@ from safetensors_bf16 import f32_to_bf16_bits
 
 
 class Gen:
-    def __init__(self, seed):
-        self.seed = seed
+    def __init__(self, seed, family):
+        # The family name is mixed in so that two families never share weights (a test
+        # that loads the wrong folder must not pass by accident).
+        self.seed = [seed, zlib.crc32(family.encode())]
         self.tensors = {}          # name -> uint16 bf16 bits, insertion order = module order
 
     def _rng(self, name):
-        return np.random.default_rng([self.seed, zlib.crc32(name.encode())])
+        return np.random.default_rng(self.seed + [zlib.crc32(name.encode())])
 
     def normal(self, name, shape, std, mean=0.0):
         x = self._rng(name).standard_normal(shape, dtype=np.float32) * np.float32(std) + mean
@@ -28,6 +30,12 @@ class Gen:
     def uniform(self, name, shape, lo, hi):
         x = self._rng(name).uniform(lo, hi, size=shape).astype(np.float32)
         self.tensors[name] = f32_to_bf16_bits(x)
+
+    def away_from_one(self, name, shape, lo, hi):
+        """1 +- uniform(lo, hi) with a random sign: every channel differs from 1 by >= lo."""
+        r = self._rng(name)
+        x = 1 + r.choice([-1.0, 1.0], size=shape) * r.uniform(lo, hi, size=shape)
+        self.tensors[name] = f32_to_bf16_bits(x.astype(np.float32))
 
 
 def vision_tensors(g, v):
@@ -38,7 +46,10 @@ def vision_tensors(g, v):
     g.normal(p + "embeddings.patch_embedding.bias", (C,), 0.1)
     g.normal(p + "embeddings.position_embedding", (1, 1025, C), 0.3)
     # Real 6B LayerScale starts at 0.1, 300M at 1.0; both are trained away from it.
-    ls_lo, ls_hi = (0.1, 0.9) if six_b else (0.4, 1.6)
+    # Every channel stays >= 0.1 (6B) / 0.15 (300M) away from 1 so a skipped LayerScale
+    # changes every channel.
+    ls = ((lambda n: g.uniform(n, (C,), 0.1, 0.9)) if six_b
+          else (lambda n: g.away_from_one(n, (C,), 0.15, 0.6)))
     for L in range(v["layers"]):
         q = f"{p}encoder.layers.{L}."
         for n in ("norm1", "norm2"):
@@ -57,8 +68,8 @@ def vision_tensors(g, v):
         g.normal(q + "mlp.fc1.bias", (I,), 0.1)
         g.normal(q + "mlp.fc2.weight", (C, I), 1.0 / np.sqrt(I))
         g.normal(q + "mlp.fc2.bias", (C,), 0.1)
-        g.uniform(q + "ls1", (C,), ls_lo, ls_hi)
-        g.uniform(q + "ls2", (C,), ls_lo, ls_hi)
+        ls(q + "ls1")
+        ls(q + "ls2")
 
 
 def projector_tensors(g, v, D):
@@ -104,9 +115,9 @@ def llm_tensors(g, m, V):
         g.normal(p + "lm_head.weight", (V, D), 2.0 / np.sqrt(D))
 
 
-def all_tensors(fam, vocab, seed):
+def all_tensors(family, fam, vocab, seed):
     """All tensors of a family in HF module order (vision_model, language_model, mlp1)."""
-    g = Gen(seed)
+    g = Gen(seed, family)
     vision_tensors(g, fam["vit"])
     llm_tensors(g, fam["llm"], vocab)
     projector_tensors(g, fam["vit"], fam["llm"]["hidden"])
