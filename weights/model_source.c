@@ -1,0 +1,62 @@
+// model_source.c - see model_source.h.
+#include "weights/model_source.h"
+#include "core/check.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int reader_read(void *ctx, const char *name, ivl_read_kind kind, int64_t start,
+                       int64_t count, ivl_dtype dt, ivl_tensor *out) {
+    ivl_model_file *mf = ctx;
+    switch (kind) {
+    case IVL_READ_ALL: return ivl_model_file_read(mf, name, dt, out);
+    case IVL_READ_ROWS: return ivl_model_file_read_rows(mf, name, start, count, dt, out);
+    case IVL_READ_COLS: return ivl_model_file_read_cols(mf, name, start, count, dt, out);
+    }
+    return ivl_errorf("bad read kind %d", (int)kind);
+}
+
+static int reader_has(void *ctx, const char *name) { return ivl_model_file_has(ctx, name); }
+
+static int reader_shape(void *ctx, const char *name, int *ndim, int64_t *shape) {
+    ivl_dtype st;
+    return ivl_model_file_shape(ctx, name, ndim, shape, &st);
+}
+
+int ivl_model_source_open(const char *path, ivl_model_source *src) {
+    memset(src, 0, sizeof *src);
+    if (ivl_model_file_open(path, &src->mf) != 0) return -1;
+    if (ivl_model_file_config(src->mf, &src->cfg) != 0) {
+        ivl_model_file_close(src->mf);
+        src->mf = NULL;
+        return -1;
+    }
+    src->reader.ctx = src->mf;
+    src->reader.read = reader_read;
+    src->reader.has = reader_has;
+    src->reader.shape = reader_shape;
+    return 0;
+}
+
+void ivl_model_source_close(ivl_model_source *src) {
+    if (src->mf) ivl_model_file_close(src->mf);
+    src->mf = NULL;
+}
+
+int ivl_model_source_tokenizer(ivl_model_source *src, ivl_tokenizer **out) {
+    void *blob[4] = {0};
+    size_t size[4] = {0};
+    static const char *files[4] = {"tokenizer.model", "tokenizer_config.json",
+                                   "added_tokens.json", "special_tokens_map.json"};
+    if (ivl_model_file_read_blob(src->mf, "tokenizer", files[0], &blob[0], &size[0]) != 0)
+        return ivl_errorf("%s: no tokenizer.model in the model file (re-run internvl convert "
+                          "on a folder that has it)", ivl_model_file_path(src->mf));
+    for (int i = 1; i < 4; i++)
+        if (ivl_model_file_read_blob(src->mf, "tokenizer", files[i], &blob[i], &size[i]) != 0)
+            blob[i] = NULL;   // optional files
+    ivl_tokenizer_blobs b = {blob[0], size[0], blob[1], blob[2], blob[3],
+                             ivl_model_file_path(src->mf)};
+    int rc = ivl_tokenizer_load(&b, out);
+    for (int i = 0; i < 4; i++) free(blob[i]);
+    return rc;
+}
