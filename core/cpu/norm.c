@@ -35,13 +35,15 @@ static void layernorm_row(float *y, const float *x, const float *w, const float 
         ss += d * d;
     }
     float inv = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
-    float m = (float)mean;
+    // The mean as a float pair: x - m_hi is exact for x near the mean, so a large mean
+    // (|mean| >> std) costs no precision, as it would with one rounded float mean.
+    float m_hi = (float)mean, m_lo = (float)(mean - (double)m_hi);
     if (b) {
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) y[i] = (x[i] - m) * inv * w[i] + b[i];
+        for (int64_t i = 0; i < n; i++) y[i] = ((x[i] - m_hi) - m_lo) * inv * w[i] + b[i];
     } else {
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) y[i] = (x[i] - m) * inv * w[i];
+        for (int64_t i = 0; i < n; i++) y[i] = ((x[i] - m_hi) - m_lo) * inv * w[i];
     }
 }
 
