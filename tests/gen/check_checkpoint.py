@@ -329,7 +329,8 @@ class Checker:
                     "tokenizer_config.json: add_bos_token true / add_eos_token false")
         got = sp.decode(sp.encode(ROUND_TRIP))
         self.expect(got == ROUND_TRIP, f"tokenizer.model round trip: {got!r}")
-        self.expect(any(sp.is_byte(i) for i in sp.encode("鬣")), "byte fallback unused for a rare character")
+        self.expect(any(sp.is_byte(i) for i in sp.encode("鬣")),
+                    "byte fallback unused for a rare character")
 
     def run(self):
         try:

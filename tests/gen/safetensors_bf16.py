@@ -59,7 +59,8 @@ def read_safetensors_header(path):
         f.seek(0, 2)
         size = f.tell()
         if n > size - 8:
-            raise ValueError(f"{path}: header length {n} runs past the end of the file ({size} bytes)")
+            raise ValueError(f"{path}: header length {n} runs past the end of the file "
+                             f"({size} bytes)")
         f.seek(8)
         header = json.loads(f.read(n).decode("utf-8"))
     meta = header.pop("__metadata__", None)

@@ -89,41 +89,72 @@ def truncate(d, fname, nbytes):
         f.truncate(os.path.getsize(path) - nbytes)
 
 
-SHARD1 = "model-00001-of-00002.safetensors"
-ST = "model.safetensors"
+def set_json(fname, keys, value):
+    """Corruption: sets obj[k0][k1]... = value in a json file (value None: delete)."""
+    def edit(obj):
+        for k in keys[:-1]:
+            obj = obj[k]
+        if value is None:
+            del obj[keys[-1]]
+        else:
+            obj[keys[-1]] = value
+    return lambda d: edit_json(d, fname, edit)
+
+
+def set_tensor(name, value, fname="model.safetensors"):
+    """Corruption: replaces a tensor (value None: removes it)."""
+    def edit(ts):
+        if value is None:
+            ts.pop(name)
+        else:
+            ts[name] = value(ts.get(name))
+    return lambda d: rewrite_tensors(d, fname, edit)
+
+
+def with_nan(x):
+    x = x.copy()
+    x[0, 0] = np.nan
+    return x
+
+
+def move_im_end(c):
+    dec = c["added_tokens_decoder"]
+    dec["92541"] = dec.pop("92542")
+
+
+L0 = "vision_model.encoder.layers.0."
 CORRUPTIONS = [
     ("mini2b-tiny", "missing tensor",
-     lambda d: rewrite_tensors(d, ST, lambda t: t.pop("language_model.model.layers.1.ffn_norm.weight"))),
+     set_tensor("language_model.model.layers.1.ffn_norm.weight", None)),
     ("mini2b-tiny", "extra tensor",
-     lambda d: rewrite_tensors(d, ST, lambda t: t.update({"vision_model.encoder.layers.0.attn.q_norm.weight": np.ones(64, np.float32)}))),
+     set_tensor(L0 + "attn.q_norm.weight", lambda _: np.ones(64, np.float32))),
     ("mini2b-tiny", "LayerScale all ones",
-     lambda d: rewrite_tensors(d, ST, lambda t: t.update({"vision_model.encoder.layers.1.ls2": np.ones(64, np.float32)}))),
-    ("mini2b-tiny", "NaN in a weight",
-     lambda d: rewrite_tensors(d, ST, lambda t: t["mlp1.1.weight"].__setitem__((0, 0), np.nan))),
+     set_tensor(L0 + "ls2", lambda x: np.ones_like(x))),
+    ("mini2b-tiny", "NaN in a weight", set_tensor("mlp1.1.weight", with_nan)),
     ("mini2b-tiny", "vocab_size off by one",
-     lambda d: edit_json(d, "config.json", lambda c: c["llm_config"].__setitem__("vocab_size", 1510))),
+     set_json("config.json", ["llm_config", "vocab_size"], 1510)),
     ("mini2b-tiny", "kv heads wrong",
-     lambda d: edit_json(d, "config.json", lambda c: c["llm_config"].__setitem__("num_key_value_heads", 4))),
-    ("mini2b-tiny", "key missing",
-     lambda d: edit_json(d, "config.json", lambda c: c["vision_config"].pop("qkv_bias"))),
+     set_json("config.json", ["llm_config", "num_key_value_heads"], 4)),
+    ("mini2b-tiny", "key missing", set_json("config.json", ["vision_config", "qkv_bias"], None)),
     ("mini2b-tiny", "added token id shifted",
-     lambda d: edit_json(d, "added_tokens.json", lambda a: a.__setitem__("<IMG_CONTEXT>", 1503))),
+     set_json("added_tokens.json", ["<IMG_CONTEXT>"], 1503)),
     ("mini2b-tiny", "remapped token renamed",
-     lambda d: edit_json(d, "tokenizer_config.json", lambda c: c["added_tokens_decoder"]["1498"].__setitem__("content", "<|im_start|>"))),
+     set_json("tokenizer_config.json", ["added_tokens_decoder", "1498", "content"],
+              "<|im_start|>")),
     ("mini2b-tiny", "add_dummy_prefix flipped", flip_dummy_prefix),
-    ("mini2b-tiny", "truncated safetensors", lambda d: truncate(d, ST, 2)),
+    ("mini2b-tiny", "truncated safetensors", lambda d: truncate(d, "model.safetensors", 2)),
     ("mini4b-tiny", "rstrip flag of <|end|>",
-     lambda d: edit_json(d, "tokenizer_config.json", lambda c: c["added_tokens_decoder"]["1207"].__setitem__("rstrip", False))),
+     set_json("tokenizer_config.json", ["added_tokens_decoder", "1207", "rstrip"], False)),
     ("mini4b-tiny", "su factor list too short",
-     lambda d: edit_json(d, "config.json", lambda c: c["llm_config"]["rope_scaling"]["long_factor"].pop())),
+     set_json("config.json", ["llm_config", "rope_scaling", "long_factor"], [1.0] * 7)),
     ("mini4b-tiny", "index maps a tensor to the wrong shard",
-     lambda d: edit_json(d, "model.safetensors.index.json", lambda i: i["weight_map"].__setitem__("mlp1.1.bias", SHARD1))),
+     set_json("model.safetensors.index.json", ["weight_map", "mlp1.1.bias"],
+              "model-00001-of-00002.safetensors")),
     ("mini4b-tiny", "index total_size wrong",
-     lambda d: edit_json(d, "model.safetensors.index.json", lambda i: i["metadata"].__setitem__("total_size", 1))),
-    ("v15-tiny", "qk norm dropped",
-     lambda d: rewrite_tensors(d, ST, lambda t: t.pop("vision_model.encoder.layers.0.attn.k_norm.weight"))),
+     set_json("model.safetensors.index.json", ["metadata", "total_size"], 1)),
+    ("v15-tiny", "qk norm dropped", set_tensor(L0 + "attn.k_norm.weight", None)),
     ("mini2b-realvocab", "real <|im_end|> id moved",
-     lambda d: edit_json(d, "tokenizer_config.json", lambda c: c["added_tokens_decoder"].update({"92541": c["added_tokens_decoder"].pop("92542")}))),
+     lambda d: edit_json(d, "tokenizer_config.json", move_im_end)),
 ]
 
 

@@ -141,7 +141,7 @@ def hf_files(layout, n_pieces):
             "bos_token": "<s>", "clean_up_tokenization_spaces": False,
             "decode_with_prefix_space": False, "eos_token": "</s>",
             "model_max_length": 1000000000000000019884624838656, "pad_token": "</s>",
-            "sp_model_kwargs": None, "tokenizer_class": "InternLM2Tokenizer",
+            "tokenizer_class": "InternLM2Tokenizer",
             "unk_token": "<unk>",
         }
         smap = {"additional_special_tokens": extra, "bos_token": _strip(_entry("<s>")),

@@ -1,7 +1,8 @@
 """Random weights under the exact Hugging Face tensor names and shapes (spec section 6).
 
-Every tensor draws from its own generator seeded by (seed, crc32(family), crc32(name)), so a
-tensor's values depend only on the seed, the family and its name, not on which other tensors exist.
+Every tensor draws from its own generator seeded by (seed, crc32(family), crc32(name)), so
+a tensor's values depend only on the seed, the family and its name, not on which other
+tensors exist.
 The spreads are chosen so that mistakes show in the outputs: LayerScale values far from 1
 and different per channel, norm weights 1 +- 0.3, nonzero biases, attention scores of order
 1 (so softmax is neither uniform nor one-hot), logits spread by a few units.
