@@ -1,0 +1,122 @@
+// decode.c - format sniffing, reading files, dispatch to the JPEG/PNG decoders.
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/check.h"
+#include "core/image/image_internal.h"
+
+int ivl_image_fail(ivl_image_status st, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ivl_errorf("%s", buf);
+    return st;
+}
+
+ivl_image_format ivl_image_sniff(const void *data, size_t n) {
+    const uint8_t *p = data;
+    if (!p) return IVL_IMAGE_FMT_UNKNOWN;
+    if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return IVL_IMAGE_FMT_JPEG;
+    if (n >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return IVL_IMAGE_FMT_PNG;
+    if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) return IVL_IMAGE_FMT_GIF;
+    if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return IVL_IMAGE_FMT_WEBP;
+    if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return IVL_IMAGE_FMT_TIFF;
+    if (n >= 2 && p[0] == 'B' && p[1] == 'M') return IVL_IMAGE_FMT_BMP;
+    return IVL_IMAGE_FMT_UNKNOWN;
+}
+
+const char *ivl_image_format_name(ivl_image_format f) {
+    switch (f) {
+    case IVL_IMAGE_FMT_JPEG: return "JPEG";
+    case IVL_IMAGE_FMT_PNG: return "PNG";
+    case IVL_IMAGE_FMT_GIF: return "GIF";
+    case IVL_IMAGE_FMT_BMP: return "BMP";
+    case IVL_IMAGE_FMT_WEBP: return "WebP";
+    case IVL_IMAGE_FMT_TIFF: return "TIFF";
+    default: return "unknown";
+    }
+}
+
+const char *ivl_image_status_name(ivl_image_status st) {
+    switch (st) {
+    case IVL_IMAGE_OK: return "ok";
+    case IVL_IMAGE_E_IO: return "io";
+    case IVL_IMAGE_E_EMPTY: return "empty";
+    case IVL_IMAGE_E_NOT_IMAGE: return "not_image";
+    case IVL_IMAGE_E_UNSUPPORTED: return "unsupported";
+    case IVL_IMAGE_E_CORRUPT: return "corrupt";
+    case IVL_IMAGE_E_TRUNCATED: return "truncated";
+    case IVL_IMAGE_E_TOO_LARGE: return "too_large";
+    case IVL_IMAGE_E_NOMEM: return "nomem";
+    case IVL_IMAGE_E_ARG: return "arg";
+    }
+    return "?";
+}
+
+int ivl_image_decode(const void *data, size_t size, const char *name, int64_t max_pixels,
+                     ivl_image *out) {
+    if (!name) name = "<memory>";
+    if (!out) return ivl_image_fail(IVL_IMAGE_E_ARG, "%s: no output image given", name);
+    memset(out, 0, sizeof *out);
+    if (max_pixels <= 0) max_pixels = IVL_IMAGE_DEFAULT_MAX_PIXELS;
+    if (size == 0) return ivl_image_fail(IVL_IMAGE_E_EMPTY, "%s: empty file (0 bytes), not an image", name);
+    if (!data) return ivl_image_fail(IVL_IMAGE_E_ARG, "%s: NULL data", name);
+    ivl_image_format fmt = ivl_image_sniff(data, size);
+    switch (fmt) {
+    case IVL_IMAGE_FMT_JPEG: return ivl_image_decode_jpeg(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_PNG: return ivl_image_decode_png(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_UNKNOWN:
+        return ivl_image_fail(IVL_IMAGE_E_NOT_IMAGE,
+                              "%s: not an image (no JPEG or PNG signature in the first bytes; "
+                              "%zu bytes)", name, size);
+    default:
+        return ivl_image_fail(IVL_IMAGE_E_UNSUPPORTED,
+                              "%s: %s images are not supported (only JPEG and PNG); convert it "
+                              "first", name, ivl_image_format_name(fmt));
+    }
+}
+
+int ivl_image_load(const char *path, int64_t max_pixels, ivl_image *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!path) return ivl_image_fail(IVL_IMAGE_E_ARG, "ivl_image_load: NULL path");
+    FILE *f = fopen(path, "rb");
+    if (!f) return ivl_image_fail(IVL_IMAGE_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1 << 20;
+            uint8_t *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return ivl_image_fail(IVL_IMAGE_E_NOMEM, "%s: out of memory reading the file", path);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return ivl_image_fail(IVL_IMAGE_E_IO, "%s: read error", path);
+    }
+    int st = ivl_image_decode(buf, n, path, max_pixels, out);
+    free(buf);
+    return st;
+}
+
+void ivl_image_free(ivl_image *img) {
+    if (!img) return;
+    free(img->rgb);
+    img->rgb = NULL;
+    img->width = img->height = 0;
+}
