@@ -1,5 +1,6 @@
 // cmd_convert.c - `internvl convert --hf DIR --out FILE.h5`: Hugging Face checkpoint folder to
 // the engine's HDF5 model file (weights/SCHEMA.md).
+#include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +53,9 @@ int cmd_convert(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    // HDF5 1.10 crashes in its exit-time cleanup when a file's final flush failed (disk
+    // full); the converter reports the error itself, so skip that cleanup.
+    H5dont_atexit();
     snprintf(g_tmp, sizeof g_tmp, "%s.tmp-%ld", o.out_path, (long)getpid());
     o.tmp_path = g_tmp;
     signal(SIGINT, on_signal);

@@ -297,6 +297,8 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
     // Latest-format-only files are smaller and faster; the reader is this same HDF5.
     H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
+    // After a failed write, closing the file must also close the datasets left open.
+    H5_CHECK(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG));
     H5_TRY(file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create %s", tmp);
     created = 1;
     if ((rc = write_all(file, o, &cfg, cfg_text, cfg_len, &plan, ck, total))) {

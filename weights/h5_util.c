@@ -79,6 +79,8 @@ const char *ivl_h5_error_message(char *buf, size_t n) {
     else if (w.count == 2) snprintf(buf, n, "%s (%s)", w.top, w.last[1]);
     else snprintf(buf, n, "%s (%s; %s)", w.top, w.last[0], w.last[1]);
     H5Eclear2(H5E_DEFAULT);
+    for (char *c = buf; *c; c++)   // HDF5 embeds ctime()'s newline in I/O errors
+        if (*c == '\n') *c = ' ';
     return buf;
 }
 
