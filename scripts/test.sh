@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# test.sh - configure, build and run every test (what CI runs through .ci/run).
+#   scripts/test.sh [build-dir]     default build dir: build
+# Environment: IVL_CUDA (AUTO/ON/OFF, default AUTO: the CUDA module is compiled and linked
+# when nvcc is at /usr/local/cuda, even without a GPU), CTEST_ARGS (extra ctest arguments).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+# mpirun as root on a small box (env.md section 2)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+t0=$(date +%s)
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DIVL_CUDA="${IVL_CUDA:-AUTO}"
+cmake --build "$BUILD" -j "$(nproc)"
+echo "test.sh: built in $(( $(date +%s) - t0 )) s"
+cd "$BUILD"
+ctest --output-on-failure -j "$(nproc)" --timeout 600 ${CTEST_ARGS:-}
+echo "test.sh: all tests passed in $(( $(date +%s) - t0 )) s"
