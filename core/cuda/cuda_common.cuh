@@ -1,0 +1,158 @@
+// cuda_common.cuh - private to the CUDA module: the backend context, dtype helpers shared by
+// the kernels, the launch check, device scratch buffers, and the entry points of each op
+// family (one .cu file per family: kernel -> launcher(stream) -> table entry).
+//
+// Precision: activations and weights are bf16 on sm_80+ and fp16 below (sm_75; sm_61/70 with
+// a CUDA 12 toolkit). Kernels load T, compute in f32 and store T. Nothing on the fp16 path
+// uses an instruction newer than Pascal except the tensor-core attention, which is guarded by
+// __CUDA_ARCH__ and replaced by the CUDA-core decode kernel on cards without tensor cores.
+#ifndef IVL_CUDA_COMMON_CUH
+#define IVL_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cublasLt.h>
+#include <stdint.h>
+
+#include "core/cuda/cuda_check.h"   // first: makes check.h's _Noreturn valid C++
+extern "C" {
+#include "core/backend.h"
+#include "core/log.h"
+#include "core/tensor.h"
+}
+#include "core/cuda/ivl_cuda.h"
+
+typedef __nv_bfloat16 bf16;
+typedef __half f16;
+
+// ---- dtype <-> f32 in kernels (software conversions exist on every arch) ----
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f32(f16 x) { return __half2float(x); }
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 from_f32<bf16>(float x) { return __float2bfloat16(x); }
+template <> __device__ __forceinline__ f16 from_f32<f16>(float x) { return __float2half(x); }
+// Round through T and back: the value a T tensor would hold (used where the reference rounds
+// an intermediate to bf16, spec section 11).
+template <typename T> __device__ __forceinline__ float round_t(float x) {
+    return to_f32(from_f32<T>(x));
+}
+
+// ---- scratch buffers: device memory reused across calls, grown on demand ----
+enum {
+    IVL_SCR_STAGE = 0,   // upload/download conversion staging
+    IVL_SCR_ROPE,        // cos/sin tables
+    IVL_SCR_IDS,         // embed ids, argmax results
+    IVL_SCR_IM2COL,      // patch_embed columns
+    IVL_SCR_ATTN,        // decode-attention partial results
+    IVL_SCR_COUNT
+};
+
+typedef struct cuda_matmul_plan cuda_matmul_plan;   // matmul_cublaslt.cu
+
+typedef struct cuda_ctx {
+    ivl_cuda_ext ext;          // must be first (see ivl_cuda.h)
+    int device;
+    int cc;                    // 75, 80, 90, ...
+    int sm_count;
+    size_t smem_optin;         // max dynamic shared memory per block after opt-in
+    int use_pool;              // stream-ordered allocator available
+    int debug_sync;            // IVL_DEBUG_SYNC build or IVL_CUDA_DEBUG_SYNC=1
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace;           // cuBLASLt workspace
+    size_t workspace_size;
+    void *scr[IVL_SCR_COUNT];
+    size_t scr_size[IVL_SCR_COUNT];
+    // RoPE tables last uploaded (host copy) so repeated calls with the same tables skip the copy.
+    float *rope_host;
+    size_t rope_host_n;
+    cuda_matmul_plan *plans;   // cache of cuBLASLt descriptors + algorithms per shape
+    int n_plans;
+} cuda_ctx;
+
+static inline cuda_ctx *cuda_ctx_of(ivl_backend *be) { return (cuda_ctx *)be->ctx; }
+
+// Checks the launch (always) and, in debug-sync mode, synchronises so that an asynchronous
+// fault is reported at the kernel that caused it.
+void cuda_after_launch(cuda_ctx *c, const char *what, const char *file, int line);
+#define CUDA_LAUNCHED(c, what) cuda_after_launch((c), (what), __FILE__, __LINE__)
+
+void *cuda_scratch(cuda_ctx *c, int which, size_t bytes);
+void *cuda_dev_alloc(cuda_ctx *c, size_t bytes);
+void cuda_dev_free(cuda_ctx *c, void *p);
+
+// Grid size for n elements with `threads` per block, capped for grid-stride loops.
+static inline unsigned cuda_grid_1d(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > 65535LL * 64) b = 65535LL * 64;
+    return (unsigned)b;
+}
+
+// Dispatch on the backend's compute dtype: DISPATCH_T(dt, body) runs body with T defined.
+#define DISPATCH_T(dt, ...)                                                   \
+    do {                                                                      \
+        if ((dt) == IVL_BF16) {                                               \
+            typedef bf16 T;                                                   \
+            __VA_ARGS__;                                                      \
+        } else if ((dt) == IVL_F16) {                                         \
+            typedef f16 T;                                                    \
+            __VA_ARGS__;                                                      \
+        } else if ((dt) == IVL_F32) {                                         \
+            typedef float T;                                                  \
+            __VA_ARGS__;                                                      \
+        } else {                                                              \
+            IVL_CHECK(0, "CUDA op on unsupported dtype %s", ivl_dtype_name(dt)); \
+        }                                                                     \
+    } while (0)
+
+// Shape / placement checks shared by the ops.
+void cuda_check_tensor(ivl_backend *be, const ivl_tensor *t, const char *op, const char *arg);
+void cuda_check_same(const ivl_tensor *a, const ivl_tensor *b, const char *op);
+
+// ---- op families ----
+// elementwise.cu
+void cuda_convert(cuda_ctx *c, void *dst, ivl_dtype ddt, const void *src, ivl_dtype sdt,
+                  int64_t n);
+void cuda_op_gelu(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x);
+void cuda_op_silu_mul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *gate,
+                      const ivl_tensor *up);
+void cuda_op_add(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x);
+void cuda_op_add_scaled(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,
+                        const ivl_tensor *scale);
+void cuda_op_scale(ivl_backend *be, ivl_tensor *y, float s);
+void cuda_fill_random(ivl_backend *be, ivl_tensor *t, uint64_t seed, float amp);
+// y[r, c] += bias[c] (used when no cuBLASLt algorithm takes the bias epilogue)
+void cuda_add_bias(cuda_ctx *c, ivl_dtype dt, void *y, const void *bias, int64_t rows,
+                   int64_t cols);
+// matmul_cublaslt.cu
+void cuda_matmul_raw(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void *w,
+                     const void *bias, int64_t M, int64_t N, int64_t K);
+void cuda_op_matmul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
+                    const ivl_tensor *bias);
+void cuda_matmul_plans_free(cuda_ctx *c);
+// norm.cu
+void cuda_op_rmsnorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
+                     float eps);
+void cuda_op_layernorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,
+                       const ivl_tensor *w, const ivl_tensor *b, float eps);
+// rope.cu
+void cuda_op_rope(ivl_backend *be, ivl_tensor *x, int n_heads, int head_dim,
+                  const float *cos_host, const float *sin_host);
+// attention.cu
+void cuda_op_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
+                       const ivl_tensor *k, const ivl_tensor *v, int n_heads, int n_kv_heads,
+                       int head_dim, int causal, int64_t q_pos0, float scale);
+// embed.cu
+void cuda_op_embed(ivl_backend *be, ivl_tensor *out, const ivl_tensor *table,
+                   const int32_t *ids_host, int64_t n);
+void cuda_op_patch_embed(ivl_backend *be, ivl_tensor *out, const ivl_tensor *pixels,
+                         const ivl_tensor *w, const ivl_tensor *bias, int patch);
+void cuda_op_pixel_shuffle(ivl_backend *be, ivl_tensor *out, const ivl_tensor *in, int grid,
+                           int version);
+void cuda_op_argmax(ivl_backend *be, const ivl_tensor *logits, int32_t *ids_host);
+
+#endif
