@@ -54,6 +54,28 @@ static const char *shape_str(int ndim, const int64_t *s, char *buf, size_t n) {
     return buf;
 }
 
+// mkdir -p of the directory part of path, so `--out models/x.h5` works in a fresh tree.
+static int make_parent_dirs(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = 0;
+    for (char *p = dir + 1; ; p++) {
+        if (*p != '/' && *p != 0) continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(dir, 0777) && errno != EEXIST)
+            return ivl_errorf("cannot create directory %s for %s: %s", dir, path, strerror(errno));
+        struct stat st;
+        if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+            return ivl_errorf("cannot create %s: %s is not a directory", path, dir);
+        *p = c;
+        if (!c) break;
+    }
+    return 0;
+}
+
 // --- checks before writing ----------------------------------------------------------------
 
 // Every plan source must exist with the expected shape and a float dtype; every checkpoint
@@ -299,6 +321,7 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
     H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
     // After a failed write, closing the file must also close the datasets left open.
     H5_CHECK(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG));
+    if ((rc = make_parent_dirs(tmp))) goto fail;
     H5_TRY(file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create %s", tmp);
     created = 1;
     if ((rc = write_all(file, o, &cfg, cfg_text, cfg_len, &plan, ck, total))) {
