@@ -90,7 +90,7 @@ static inline float *host_from(ivl_backend *be, const ivl_tensor *t) {
 // expect_rejected(stmt): stmt must end in IVL_CHECK. The abort hook jumps back here instead
 // of ending the process (the message is still printed on stderr).
 static jmp_buf g_jmp;
-static void jump_hook(int code) { longjmp(g_jmp, code ? code : 1); }
+__attribute__((unused)) static void jump_hook(int code) { longjmp(g_jmp, code ? code : 1); }
 #define expect_rejected(what, stmt)                                              \
     do {                                                                         \
         ivl_set_abort_hook(jump_hook);                                           \

@@ -13,7 +13,7 @@ static float *read_2d(hid_t g, const char *name, int64_t *rows, int64_t *cols) {
     hsize_t dims[2] = {0, 0};
     IVL_CHECK(H5Sget_simple_extent_ndims(s) == 2, "reference file: '%s' is not 2-D", name);
     H5Sget_simple_extent_dims(s, dims, NULL);
-    float *a = malloc(sizeof(float) * (size_t)(dims[0] * dims[1] ? dims[0] * dims[1] : 1));
+    float *a = malloc(sizeof(float) * (size_t)(dims[0] * dims[1] > 0 ? dims[0] * dims[1] : 1));
     IVL_CHECK(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a) >= 0,
               "reference file: cannot read '%s'", name);
     H5Sclose(s);
