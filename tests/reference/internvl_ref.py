@@ -395,6 +395,17 @@ class Phi3Rope:
         return _cos_sin(positions, inv, self.m)
 
 
+def rope_switch_point(lc):
+    """The KV length past which the RoPE changes (dynamic NTK: max_position_embeddings; su:
+    original_max_position_embeddings), or None when the rotation never changes."""
+    rs = lc.get("rope_scaling") or {}
+    if rs.get("type") == "dynamic":
+        return int(lc["max_position_embeddings"])
+    if rs.get("type") == "su":
+        return int(lc["original_max_position_embeddings"])
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Language models
 

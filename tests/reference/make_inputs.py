@@ -5,7 +5,9 @@
 
 Cases: one_image (one image of 3 tiles), two_images (2 tiles + 1 tile, two <img> blocks),
 text_only (no pixel_values), batch3 (three left-padded sequences of different lengths,
-images in two of them). Prompts look like the config's chat template (bos, role tokens,
+images in two of them), decode_switch (one 1-tile image, prompt length = the RoPE switch
+point - 10, so greedy decoding crosses the dynamic-NTK / su switch after 10 tokens; only for
+checkpoints whose switch point is at most 4096, see SWITCH_CASE_LIMIT). Prompts look like the config's chat template (bos, role tokens,
 separators, <img> IMG_CONTEXT x tokens-per-tile x tiles </img>) with random ordinary ids in
 place of text; every special id is looked up in the tokenizer files. pixel_values are smooth
 random RGB images with noise, ToTensor + ImageNet-normalized (values about -2.1 .. 2.6).
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import internvl_ref as ref  # noqa: E402
 
-CASES = ("one_image", "two_images", "text_only", "batch3")
+CASES = ("one_image", "two_images", "text_only", "batch3", "decode_switch")
+SWITCH_CASE_LIMIT = 4096  # a longer prompt would make the reference run too slow for ctest
 ROLE_TOKENS = {  # template -> (system, user, assistant) opening tokens
     "internlm2-chat": ("<|im_start|>", "<|im_start|>", "<|im_start|>"),
     "phi3-chat": ("<|system|>", "<|user|>", "<|assistant|>"),
@@ -46,6 +49,7 @@ class PromptBuilder:
         self.bos = int(lc.get("bos_token_id", 1))
         self.pad = int(lc.get("pad_token_id", lc.get("eos_token_id", 2)))
         self.image = vc["image_size"]
+        self.switch = ref.rope_switch_point(lc)
         grid = vc["image_size"] // vc["patch_size"]
         self.per_tile = int(grid * grid * cfg["downsample_ratio"] ** 2)
         # vocabulary = rows of the embedding table; random text avoids every special id
@@ -89,6 +93,18 @@ class PromptBuilder:
         return ((img - torch.from_numpy(MEAN)[:, None, None]) / torch.from_numpy(STD)[:, None, None]).float()
 
 
+def applicable(b, case):
+    """Whether a case can be built for this checkpoint (decode_switch needs a switch point)."""
+    if case != "decode_switch":
+        return True
+    return b.switch is not None and b.switch - 10 - len(b.prompt([1], 0)) >= 1 and b.switch <= SWITCH_CASE_LIMIT
+
+
+def applicable_cases(hf_dir):
+    b = PromptBuilder(hf_dir, np.random.default_rng(0))
+    return [c for c in CASES if applicable(b, c)]
+
+
 def build(hf_dir, case, seed):
     """-> dict of dataset name -> numpy array."""
     b = PromptBuilder(hf_dir, np.random.default_rng([seed, CASES.index(case)]))
@@ -100,6 +116,12 @@ def build(hf_dir, case, seed):
         seqs, tiles = [b.prompt([], 23)], 0
     elif case == "batch3":
         seqs, tiles = [b.prompt([1], 5), b.prompt([], 17), b.prompt([2], 11)], 3
+    elif case == "decode_switch":
+        if not applicable(b, case):
+            raise ref.RefError(f"{hf_dir}: case decode_switch needs a RoPE switch point <= "
+                               f"{SWITCH_CASE_LIMIT} (this checkpoint: {b.switch})")
+        q = b.switch - 10 - len(b.prompt([1], 0))
+        seqs, tiles = [b.prompt([1], q)], 1
     else:
         raise ref.RefError(f"case '{case}' unknown (one of {', '.join(CASES)})")
     out = {}

@@ -25,12 +25,14 @@ def main(argv=None):
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cases", default=",".join(make_inputs.CASES))
+    ap.add_argument("--cases", default=None,
+                    help="comma list (default: every case applicable to the checkpoint)")
     a = ap.parse_args(argv)
     try:
         os.makedirs(a.out_dir, exist_ok=True)
         model = ref.InternVL(a.hf)
-        for case in a.cases.split(","):
+        cases = a.cases.split(",") if a.cases else make_inputs.applicable_cases(a.hf)
+        for case in cases:
             t0 = time.time()
             inp = os.path.join(a.out_dir, f"{case}.in.h5")
             make_inputs.write(inp, make_inputs.build(a.hf, case, a.seed))

@@ -255,23 +255,10 @@ class Model(unittest.TestCase):
             check_cache_vs_recompute(self, m, "text_only", 12)
 
     def test_switch_quirk_in_decode(self):
-        """Past the dynamic-NTK / su switch, cached keys keep their old rotation: cached and
-        recomputed logits agree up to the switch and differ at the first step past it."""
         for kind, kw in (("ln-internlm2", {"max_pos": SWITCH}), ("ln-phi3", {"orig": SWITCH, "max_pos": 4 * SWITCH})):
             m = tiny(kind, **kw)
             data = make_inputs.build(m.hf_dir, "text_only", 0)
-            e = m.llm.embed(torch.from_numpy(data["input_ids"]))
-            L = e.shape[0]
-            self.assertLess(L, SWITCH)
-            n = SWITCH - L + 4
-            la, lb = [], []
-            ia = ref.greedy(m.llm, e, n, -1, True, la)[3]
-            ib = ref.greedy(m.llm, e, n, -1, False, lb)[3]
-            first = SWITCH - L + 1  # step j sees L + j keys: the first with more than SWITCH
-            self.assertEqual(ia[:first], ib[:first])
-            for j in range(first):
-                self.assertTrue(torch.allclose(la[j], lb[j], atol=1e-4), (kind, j))
-            self.assertGreater(float((la[first] - lb[first]).abs().max()), 1e-3, kind)
+            check_switch_quirk(self, m, m.llm.embed(torch.from_numpy(data["input_ids"])))
 
     def test_cli_end_to_end(self):
         m = tiny("ln-phi3")
@@ -327,6 +314,23 @@ def check_cache_vs_recompute(tc, m, case, n):
         tc.assertTrue(torch.allclose(la[j], lb[j], atol=1e-4), (m.hf_dir, j))
 
 
+def check_switch_quirk(tc, m, e):
+    """Past the dynamic-NTK / su switch, cached keys keep their old rotation: cached and
+    recomputed logits agree up to the switch and differ at the first step past it.
+    e: prompt embeddings, shorter than the switch point."""
+    switch = ref.rope_switch_point(m.llm.lc)
+    L = e.shape[0]
+    tc.assertLess(L, switch)
+    first = switch - L + 1  # step j sees L + j keys: the first with more than `switch`
+    la, lb = [], []
+    ia = ref.greedy(m.llm, e, first + 3, -1, True, la)[3]
+    ib = ref.greedy(m.llm, e, first + 3, -1, False, lb)[3]
+    tc.assertEqual(ia[:first], ib[:first])
+    for j in range(first):
+        tc.assertTrue(torch.allclose(la[j], lb[j], atol=1e-4), (m.hf_dir, j))
+    tc.assertGreater(float((la[first] - lb[first]).abs().max()), 1e-3, m.hf_dir)
+
+
 class Fixtures(unittest.TestCase):
     """The ctest fixture checkpoints (tests/gen), when they exist."""
 
@@ -339,6 +343,11 @@ class Fixtures(unittest.TestCase):
             self.assertEqual(m.ws.used, set(m.ws.where), f"{fam}: tensors the reference does not use")
             check_batch_vs_alone(self, m)
             check_cache_vs_recompute(self, m, "text_only", 8)
+            if "decode_switch" in make_inputs.applicable_cases(d):
+                data = make_inputs.build(d, "decode_switch", 0)
+                e = m.run(torch.from_numpy(data["input_ids"]), None,
+                          torch.from_numpy(data["pixel_values"]), 0)["llm.embeds"]
+                check_switch_quirk(self, m, e)
             if fam == "mini2b-realvocab":  # the real InternLM2 + InternVL ids (spec 9.1)
                 self.assertEqual((m.stop_id, m.img_context_id), (92542, 92546))
 
