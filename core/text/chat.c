@@ -1,6 +1,7 @@
 // chat.c - InternVL chat templates and prompt building (spec 8.1, 8.2; see chat.h).
 #include "core/text/chat.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
