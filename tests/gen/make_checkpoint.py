@@ -8,7 +8,7 @@ Families: see families.py and README.md. Output: config.json, generation_config.
 model.safetensors (or model-0000k-of-0000n.safetensors + model.safetensors.index.json),
 tokenizer.model, tokenizer_config.json, special_tokens_map.json, added_tokens.json.
 The same seed gives byte-identical files. A folder whose stamp matches (same generator
-sources, family and seed) is left as it is, so re-running is cheap.
+sources, family and seed, files unchanged since) is left as it is, so re-running is cheap.
 """
 import argparse
 import glob
@@ -36,6 +36,17 @@ def stamp_text(family, seed):
         with open(path, "rb") as f:
             h.update(os.path.basename(path).encode() + b"\0" + f.read())
     return f"family={family} seed={seed} sources={h.hexdigest()}\n"
+
+
+def folder_digest(d):
+    """One line per file of d (except the stamp) with its sha256: a stamp only matches when
+    nobody has edited, added or removed a file since it was written."""
+    lines = []
+    for name in sorted(os.listdir(d)):
+        if name != STAMP:
+            with open(os.path.join(d, name), "rb") as f:
+                lines.append(f"{hashlib.sha256(f.read()).hexdigest()}  {name}\n")
+    return "".join(lines)
 
 
 def dump_json(path, obj):
@@ -73,7 +84,7 @@ def make(family, out, seed):
     fam = families.FAMILIES[family]
     stamp = stamp_text(family, seed)
     stamp_path = os.path.join(out, STAMP)
-    if os.path.isfile(stamp_path) and open(stamp_path).read() == stamp:
+    if os.path.isfile(stamp_path) and open(stamp_path).read() == stamp + folder_digest(out):
         print(f"{out}: up to date ({family}, seed {seed})")
         return
     if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(stamp_path):
@@ -98,7 +109,7 @@ def make(family, out, seed):
               {"_from_model_config": True, "transformers_version": "4.37.2"})
     write_weights(tmp, weights.all_tensors(family, fam, vocab, seed), fam["shards"])
     with open(os.path.join(tmp, STAMP), "w") as f:
-        f.write(stamp)
+        f.write(stamp + folder_digest(tmp))
 
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
