@@ -253,9 +253,17 @@ int ivl_model_config_parse(const char *json_text, ivl_model_config *cfg) {
         get_int(root, "", "max_dynamic_patch", 0, 6, 1, &cfg->max_dynamic_patch) ||
         get_bool(root, "", "use_thumbnail", 0, &cfg->use_thumbnail) ||
         get_bool(root, "", "dynamic_image_size", 0, &cfg->dynamic_image_size) ||
-        get_str(root, "", "system_message", "", cfg->system_message, sizeof cfg->system_message) ||
-        get_str(root, "", "_name_or_path", "", cfg->name, sizeof cfg->name))
+        get_str(root, "", "system_message", "", cfg->system_message, sizeof cfg->system_message))
         goto done;
+    // name: the last component of _name_or_path (often a long training-cluster path).
+    const cJSON *np = cJSON_GetObjectItemCaseSensitive(root, "_name_or_path");
+    if (cJSON_IsString(np)) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s", np->valuestring);
+        for (size_t n = strlen(tmp); n > 1 && tmp[n - 1] == '/'; n--) tmp[n - 1] = 0;
+        const char *base = strrchr(tmp, '/') ? strrchr(tmp, '/') + 1 : tmp;
+        snprintf(cfg->name, sizeof cfg->name, "%s", base);
+    }
     if (!cJSON_GetObjectItemCaseSensitive(root, "ps_version"))
         LOG_DEBUG("config.json: ps_version absent, using v2 (the InternVL 1.5 checkpoints' order)");
 

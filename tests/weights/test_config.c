@@ -72,6 +72,7 @@ int main(int argc, char **argv) {
            "26B projector");
     EXPECT(c.template_kind == IVL_TEMPLATE_INTERNLM2 && c.max_dynamic_patch == 12 && c.use_thumbnail,
            "26B chat keys");
+    EXPECT(!strcmp(c.name, "InternVL-Chat-V1-5"), "name from _name_or_path: '%s'", c.name);
     EXPECT(ivl_vit_param_count(&c.vit) == 5536496000LL, "26B vit %lld", (long long)ivl_vit_param_count(&c.vit));
     EXPECT(ivl_projector_param_count(&c.proj) == 116429824LL, "26B mlp1");
     EXPECT(ivl_llm_param_count(&c.llm) == 19861260288LL, "26B llm %lld", (long long)ivl_llm_param_count(&c.llm));
