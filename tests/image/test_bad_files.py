@@ -1,0 +1,170 @@
+"""Bad input to core/image: every case must give a clear error of the right kind naming the
+file (image_tool prints "ERROR <kind>: <message>", exit 2), never a crash; where Pillow
+decodes a damaged file anyway (corrupt JPEG scan data, missing IEND) we must give the same
+pixels.
+usage: test_bad_files.py IMAGE_TOOL WORKDIR"""
+import io
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_variants as mv  # noqa: E402
+
+tool, work = sys.argv[1], sys.argv[2]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+failures = []
+
+
+def check(ok, msg):
+    if not ok:
+        failures.append(msg)
+        print("FAIL:", msg)
+
+
+def write(name, data):
+    p = os.path.join(work, name)
+    with open(p, "wb") as f:
+        f.write(data)
+    return p
+
+
+def decode(path):
+    p = subprocess.run([tool, "decode", path, os.path.join(work, "out.rgb")], capture_output=True,
+                       text=True, timeout=60)
+    check(p.returncode >= 0, "%s: image_tool died with signal %d" % (path, -p.returncode))
+    return p
+
+
+def expect_error(path, kind):
+    p = decode(path)
+    line = p.stdout.strip()
+    ok = p.returncode == 2 and line.startswith("ERROR %s:" % kind) and path in line
+    check(ok, "%s: expected a '%s' error naming the file, got rc=%d %r %r"
+          % (os.path.basename(path), kind, p.returncode, line, p.stderr[-300:]))
+    return line
+
+
+def pil_fails(path):
+    try:
+        Image.open(path).convert("RGB")
+        return False
+    except Exception:
+        return True
+
+
+def expect_same_as_pil(path):
+    p = decode(path)
+    check(p.returncode == 0, "%s: expected to decode (Pillow does), got %r" % (path, p.stdout))
+    if p.returncode == 0:
+        w, h = map(int, p.stdout.split())
+        got = np.fromfile(os.path.join(work, "out.rgb"), np.uint8).reshape(h, w, 3)
+        check(np.array_equal(got, np.asarray(Image.open(path).convert("RGB"))),
+              "%s: pixels differ from Pillow's" % path)
+
+
+base = Image.open(mv.PHOTO_DIR + "/bluebells_clipped.jpg").convert("RGB")
+buf = io.BytesIO()
+base.save(buf, "JPEG", quality=90)
+jpg = buf.getvalue()
+buf = io.BytesIO()
+base.save(buf, "JPEG", quality=90, progressive=True)
+pjpg = buf.getvalue()
+buf = io.BytesIO()
+base.save(buf, "PNG")
+png = buf.getvalue()
+
+# empty, text, missing, other formats
+expect_error(write("empty.jpg", b""), "empty")
+expect_error(write("notes.jpg", b"this is a caption file, not a picture\n" * 20), "not_image")
+expect_error(write("random.png", bytes(np.random.RandomState(1).randint(0, 256, 5000, np.uint8))), "not_image")
+expect_error(os.path.join(work, "does_not_exist.jpg"), "io")
+for fmt in ("GIF", "BMP", "TIFF", "WEBP"):
+    b = io.BytesIO()
+    try:
+        base.save(b, fmt)
+    except Exception:
+        continue      # this Pillow cannot write it
+    expect_error(write("photo." + fmt.lower(), b.getvalue()), "unsupported")
+
+# truncated JPEG (baseline and progressive) at several points; Pillow fails them all too
+for label, data in (("baseline", jpg), ("progressive", pjpg)):
+    for frac in (0.02, 0.3, 0.7, 0.99):
+        p = write("trunc_%s_%d.jpg" % (label, int(frac * 100)), data[:int(len(data) * frac)])
+        check(pil_fails(p), "%s: Pillow decodes it; the test's premise is wrong" % p)
+        expect_error(p, "truncated")
+p = write("only_soi.jpg", jpg[:3])
+expect_error(p, "truncated")
+# missing just the EOI marker
+p = write("no_eoi.jpg", jpg[:-2])
+if pil_fails(p):
+    expect_error(p, "truncated")
+else:
+    expect_same_as_pil(p)
+
+# corrupt JPEG: garbage in the header -> error; garbage in the scan data -> libjpeg and
+# Pillow both go on with a warning, so the pixels must match Pillow's
+bad = bytearray(jpg)
+sof = bad.index(b"\xff\xc0")
+bad[sof + 9] = 7                        # component count 3 -> 7 in SOF0
+expect_error(write("bad_sof.jpg", bytes(bad)), "corrupt")
+bad = bytearray(jpg)
+dqt = bad.index(b"\xff\xdb")
+bad[dqt + 2:dqt + 4] = b"\x00\x01"      # impossible DQT length
+expect_error(write("bad_dqt.jpg", bytes(bad)), "corrupt")
+bad = bytearray(jpg)
+sos = bad.index(b"\xff\xda")
+rng = np.random.RandomState(3)
+for k in rng.randint(sos + 20, len(bad) - 10, 40):
+    if 0xFF not in bad[k - 1:k + 2]:     # neither make nor break a marker
+        bad[k] = rng.randint(0, 255)
+p = write("scan_garbage.jpg", bytes(bad))
+if pil_fails(p):
+    line = decode(p)
+    check(line.returncode == 2, "%s: Pillow fails it, we should too" % p)
+else:
+    expect_same_as_pil(p)
+
+# oversized dimensions, found from the header before decoding
+bad = bytearray(jpg)
+bad[sof + 5:sof + 9] = struct.pack(">HH", 30000, 30000)     # 900 Mpixel
+expect_error(write("bomb.jpg", bytes(bad)), "too_large")
+
+
+def png_chunk(tag, data):
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xffffffff)
+
+
+bomb = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)) + \
+    png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + png_chunk(b"IEND", b"")
+expect_error(write("bomb.png", bomb), "too_large")
+
+# truncated / corrupt PNG
+for frac in (0.01, 0.5, 0.9):
+    p = write("trunc_%d.png" % int(frac * 100), png[:max(9, int(len(png) * frac))])
+    check(pil_fails(p), "%s: Pillow decodes it; the test's premise is wrong" % p)
+    expect_error(p, "truncated")
+p = write("no_iend.png", png[:-12])        # Pillow accepts a missing IEND
+expect_same_as_pil(p)
+bad = bytearray(png)
+i = bad.index(b"IDAT")
+bad[i + 10:i + 30] = b"\x00" * 20           # zlib stream damaged
+expect_error(write("bad_zlib.png", bytes(bad)), "corrupt")
+zero_w = png[:8] + png_chunk(b"IHDR", b"\x00\x00\x00\x00" + png[20:29]) + png[33:]   # width 0, valid CRC
+expect_error(write("zero_width.png", zero_w), "corrupt")
+bad = bytearray(png)
+bad[29] ^= 0x55                             # IHDR CRC wrong
+expect_error(write("bad_crc.png", bytes(bad)), "corrupt")
+
+if failures:
+    print("%d failures" % len(failures))
+    sys.exit(1)
+shutil.rmtree(work, ignore_errors=True)
+print("OK: bad files give clear errors")
