@@ -188,6 +188,18 @@ int ivl_model_file_shape(ivl_model_file *mf, const char *tensor, int *ndim, int6
     return 0;
 }
 
+// bf16 -> f32 is the common load (CPU backend); a plain shift loop the compiler vectorizes
+// is several times faster than the general per-element conversion.
+static void convert(void *dst, ivl_dtype dt, const void *src, ivl_dtype st, size_t n) {
+    if (dt == IVL_F32 && st == IVL_BF16) {
+        const uint16_t *s = src;
+        uint32_t *d = dst;
+        for (size_t i = 0; i < n; i++) d[i] = (uint32_t)s[i] << 16;
+        return;
+    }
+    ivl_convert(dst, dt, src, st, n);
+}
+
 // Reads the block starting at start with extent count (ndim dims) into a new host tensor.
 static int read_block(ivl_model_file *mf, const char *tensor, hid_t d, int ndim,
                       const hsize_t *start, const hsize_t *count, ivl_dtype stored, ivl_dtype dt,
@@ -211,7 +223,7 @@ static int read_block(ivl_model_file *mf, const char *tensor, hid_t d, int ndim,
         H5_CHECK(ms = H5Screate_simple(ndim, count, NULL));
         H5_TRY(H5Dread(d, ivl_h5_type_for(stored), ms, fs, H5P_DEFAULT, dst),
                "%s: reading tensor %s", mf->path, tensor);
-        if (tmp) ivl_convert(out->data, dt, tmp, stored, numel);
+        if (tmp) convert(out->data, dt, tmp, stored, numel);
     }
     mf->bytes_read += numel * ivl_dtype_size(stored);
 fail:
