@@ -125,6 +125,7 @@ class SlowTokenizer:
         m = pb.ModelProto()
         m.ParseFromString(model)
         self.model_dummy_prefix = m.normalizer_spec.add_dummy_prefix
+        self.lossy_whitespace = m.normalizer_spec.remove_extra_whitespaces
         if not self.legacy:   # LlamaTokenizer.get_spm_processor
             m.normalizer_spec.add_dummy_prefix = False
         self.sp = spm.SentencePieceProcessor()

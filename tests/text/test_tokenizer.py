@@ -62,6 +62,8 @@ MIXED = [
     "word <mask>  x",
     "a<sw>b <sw> c<sw>",
     "[UNUSED_TOKEN_146] looks like a piece",
+    "<img> spaced after img</img>  two<ref>\tx",
+    "a<x>yb<x>z<x>",
     "<box><quad></quad></box><ref>ref</ref>",
 ]
 STRIP_SENSITIVE = {MIXED[6], MIXED[7], MIXED[8], MIXED[9], MIXED[1]}
@@ -70,16 +72,16 @@ STRIP_SENSITIVE = {MIXED[6], MIXED[7], MIXED[8], MIXED[9], MIXED[1]}
 LOSSY = {MIXED[4], MIXED[10]}
 
 
-def train(tmp, dummy_prefix, vocab):
+def train(tmp, dummy_prefix, vocab, remove_extra_whitespaces=False):
     files = sorted(os.path.join(CORPUS_DIR, f) for f in os.listdir(CORPUS_DIR))
     zh = os.path.join(tmp, "zh.txt")
     with open(zh, "w", encoding="utf-8") as f:
         f.write(CHINESE_TRAIN)
-    prefix = os.path.join(tmp, f"m{int(dummy_prefix)}")
+    prefix = os.path.join(tmp, f"m{int(dummy_prefix)}{int(remove_extra_whitespaces)}")
     spm.SentencePieceTrainer.train(
         input=",".join(files + [zh]), model_prefix=prefix, vocab_size=vocab, model_type="bpe",
         byte_fallback=True, character_coverage=0.995, normalization_rule_name="identity",
-        add_dummy_prefix=dummy_prefix, remove_extra_whitespaces=False, split_digits=True,
+        add_dummy_prefix=dummy_prefix, remove_extra_whitespaces=remove_extra_whitespaces, split_digits=True,
         allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         num_threads=1, minloglevel=2)
     m = pb.ModelProto()
@@ -164,11 +166,21 @@ def own_tokenizers(tmp):
     nxt = n + len(phi) + len(VL)
     cfg["added_tokens_decoder"][str(nxt)] = entry("<mask>", lstrip=True)
     cfg["added_tokens_decoder"][str(nxt + 1)] = entry("<sw>", single_word=True, special=False)
-    added2 = dict(added, **{"<mask>": nxt, "<sw>": nxt + 1})
+    # "<x>" is a prefix of "<x>y": the longest match must win.
+    cfg["added_tokens_decoder"][str(nxt + 2)] = entry("<x>", special=False)
+    cfg["added_tokens_decoder"][str(nxt + 3)] = entry("<x>y", special=False)
+    added2 = dict(added, **{"<mask>": nxt, "<sw>": nxt + 1, "<x>": nxt + 2, "<x>y": nxt + 3})
     smap2 = dict(smap, mask_token={"content": "<mask>", "lstrip": True, "rstrip": False,
                                    "normalized": False, "single_word": False})
     d = os.path.join(tmp, "own-phi3-legacy")
     write_dir(d, m, cfg, smap2, added2)
+    out.append((d, "phi3-chat"))
+
+    # legacy=False over a model that also removes extra whitespace: a chunk after an added
+    # token that starts with a space keeps it only through the unk trick.
+    m = train(tmp, True, 600, remove_extra_whitespaces=True)
+    d = os.path.join(tmp, "own-phi3-rew")
+    write_dir(d, m, base_cfg, smap, added)
     out.append((d, "phi3-chat"))
     return out
 
@@ -227,7 +239,7 @@ def check_tokenizer(tool, d, template, ck):
         # Round trip: identity-normalized models give the text back, unless a strip flag
         # removed whitespace, clean-up rewrote it, or skip dropped a named special token.
         named_inside = any(c in t for c in ref.special)
-        if not ref.clean_up and t not in STRIP_SENSITIVE | LOSSY:
+        if not ref.clean_up and not ref.lossy_whitespace and t not in STRIP_SENSITIVE | LOSSY:
             if s == 0:
                 ck.eq(f"{name} round trip {t!r}", r["decode"], t)
             elif not named_inside:
