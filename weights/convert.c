@@ -5,6 +5,7 @@
 // HDF5 hyperslab selections.
 #include "weights/convert.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,28 @@ static int check_plan(const ivl_plan *plan, const ivl_st_checkpoint *ck, const c
     }
     free(used);
     return rc;
+}
+
+// Tensors are stored in their own dtype whatever config.json's torch_dtype says (the loader
+// converts on read), but a checkpoint that disagrees with its config is worth a warning.
+static void warn_dtypes(const char *cfg_text, const ivl_st_checkpoint *ck) {
+    cJSON *root = cJSON_Parse(cfg_text);
+    const cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    int want = -1;
+    if (cJSON_IsString(td)) {
+        if (!strcmp(td->valuestring, "bfloat16")) want = IVL_BF16;
+        else if (!strcmp(td->valuestring, "float16")) want = IVL_F16;
+        else if (!strcmp(td->valuestring, "float32")) want = IVL_F32;
+    }
+    int n = 0;
+    const ivl_st_tensor *first = NULL;
+    for (int i = 0; want >= 0 && i < ivl_st_count(ck); i++)
+        if ((int)ivl_st_at(ck, i)->dtype != want && n++ == 0) first = ivl_st_at(ck, i);
+    if (n)
+        LOG_WARN("%d tensors are not %s as config.json torch_dtype says (e.g. %s is %s); they "
+                 "are stored as they are", n, td->valuestring, first->name,
+                 ivl_dtype_name(first->dtype));
+    cJSON_Delete(root);
 }
 
 // --- writing ----------------------------------------------------------------------------------
@@ -315,6 +338,7 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
     ivl_plan_build(&cfg, &plan);
     uint64_t total = 0;
     if ((rc = check_plan(&plan, ck, o->hf_dir, o->allow_unused, &total))) goto fail;
+    warn_dtypes(cfg_text, ck);
 
     // Latest-format-only files are smaller and faster; the reader is this same HDF5.
     H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS));
