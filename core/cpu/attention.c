@@ -9,6 +9,8 @@
 //   O = P . V_g[0:nk]; out = O / rowsum
 // Scratch is one [rows, nk] score block per thread (64 x L floats: 1 MB at L = 4096), never
 // a [H, T, L] tensor. Causal tasks are scheduled longest first for load balance.
+// No FP traps are used: lets GCC vectorise the clamps in ivl_cpu_expf (softmax).
+#pragma GCC optimize("no-trapping-math")
 #include "core/check.h"
 #include "core/cpu/cpu_ops.h"
 

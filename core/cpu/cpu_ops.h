@@ -71,10 +71,13 @@ void ivl_cpu_pixel_shuffle(float *out, const float *in, int64_t B, int grid, int
 void ivl_cpu_argmax(const float *logits, int64_t R, int64_t V, int32_t *ids);
 
 // ---- vectorisable exp ----
-// exp(x) for x in [-87.3, 88.7] (clamped outside), within 2 ulp of expf. Written without
-// calls or branches so that loops using it vectorise (glibc's expf does not).
-static inline float ivl_cpu_expf(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+// exp(x) for x <= 88 (softmax arguments x - max <= 0, sigmoid of -|x|), within 2 ulp of
+// expf; 0 for x < -87.3 (and for -inf). No calls or branches, so loops using it vectorise
+// (glibc's expf does not). Written so that no lane ever computes a subnormal: the compiler
+// evaluates every lane of a blend, and subnormals cost ~100 cycles each on x86 (measured:
+// a ternary clamp made silu 30x slower through constant-folded lanes).
+// always_inline: the target clones (IVL_CPU_SIMD) only vectorise loops it is inlined into.
+static inline __attribute__((always_inline)) float ivl_cpu_expf(float x) {
     // n = round(x / ln 2) with the 1.5 * 2^23 trick (round to nearest, no libm call).
     const float magic = 12582912.0f;
     float n = (x * 1.44269504088896341f + magic) - magic;
@@ -89,14 +92,17 @@ static inline float ivl_cpu_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    // scale by 2^n: n in [-126, 128]; split 2^n = 2^(n/2) 2^(n - n/2) to stay in range.
+    // 2^n as two normal factors 2^n1 2^n2 (n up to 128 does not fit one exponent field);
+    // the integer clamp keeps the factors normal for lanes that are discarded below.
     int32_t ni = (int32_t)n;
-    int32_t n1 = ni / 2, n2 = ni - n1;
+    ni = ni < -100 ? -100 : ni;
+    int32_t n1 = ni >> 1, n2 = ni - n1;
     uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
     float s1, s2;
     memcpy(&s1, &b1, 4);
     memcpy(&s2, &b2, 4);
-    return p * s1 * s2;
+    float e = p * s1 * s2;
+    return x < -87.3f ? 0.0f : e;
 }
 
 #endif

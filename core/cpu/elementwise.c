@@ -1,15 +1,30 @@
 // elementwise.c - GELU, SiLU-gate, residual adds and scaling (in place ok).
 // Large arrays are split into contiguous chunks, one per OpenMP thread.
+//
+// No FP traps are used anywhere, so comparisons may be if-converted; without this GCC will
+// not vectorise the clamps in ivl_cpu_expf.
+#pragma GCC optimize("no-trapping-math")
 #include "core/cpu/cpu_ops.h"
 
 #include <math.h>
 #include <omp.h>
 
+// glibc >= 2.35 has vector erff in libmvec (pulled in by -lm, within 4 ulp); declaring erff
+// SIMD-callable lets the GELU loop use it: 4-8 values per call instead of one.
+#if defined(__x86_64__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#pragma omp declare simd notinbranch
+extern float erff(float);
+#define IVL_HAVE_VECTOR_ERFF 1
+#endif
+
 #define PAR_MIN 65536   // below this many elements a parallel region costs more than it saves
 
-// GELU in its exact erf form (InternViT and mlp1 use nn.GELU() without approximation).
-// erff from libm: exact to ~1 ulp; it is a few percent of a ViT layer, not worth trading.
+// GELU in its exact erf form (InternViT and mlp1 use nn.GELU() without approximation), not
+// the tanh approximation.
+IVL_CPU_SIMD
 static void gelu_span(float *y, const float *x, int64_t n) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
@@ -20,8 +35,10 @@ IVL_CPU_SIMD
 static void silu_mul_span(float *y, const float *g, const float *u, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
-        float v = g[i];
-        y[i] = v / (1.0f + ivl_cpu_expf(-v)) * u[i];
+        // sigmoid from e = exp(-|v|) in (0, 1]: never overflows, never divides by inf.
+        float v = g[i], e = ivl_cpu_expf(v < 0.0f ? v : -v);
+        float sig = (v < 0.0f ? e : 1.0f) / (1.0f + e);
+        y[i] = v * sig * u[i];
     }
 }
 
