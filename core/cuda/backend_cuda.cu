@@ -23,18 +23,19 @@ IVL_EXPORT int ivl_cuda_probe(char *msg, size_t n) {
         // 100 (cudaErrorNoDevice) with a driver but no GPU.
         int drv = 0;
         cudaDriverGetVersion(&drv);
-        snprintf(msg, n, "no CUDA device (driver: %s, error %d: %s)",
+        // core/backend.c prefixes "no CUDA device (...)".
+        snprintf(msg, n, "driver: %s; cudaGetDeviceCount: error %d, %s",
                  drv ? "installed" : "none found", (int)e, cudaGetErrorString(e));
         cudaGetLastError();
         return -1;
     }
     if (count == 0) {
-        snprintf(msg, n, "no CUDA device (the driver reports 0 GPUs)");
+        snprintf(msg, n, "driver: installed; it reports 0 GPUs");
         return -1;
     }
     cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) {
-        snprintf(msg, n, "no CUDA device (cannot query device 0)");
+        snprintf(msg, n, "driver: installed; device 0 cannot be queried");
         cudaGetLastError();
         return -1;
     }
