@@ -2,17 +2,27 @@
 #include "core/check.h"
 #include "core/log.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static ivl_abort_fn g_abort_hook;
 static _Thread_local char g_err[2048];
 
 void ivl_set_abort_hook(ivl_abort_fn fn) { g_abort_hook = fn; }
 
+static char g_cleanup[4096];
+
+void ivl_set_cleanup_path(const char *path) {
+    if (!path) g_cleanup[0] = 0;
+    else snprintf(g_cleanup, sizeof g_cleanup, "%s", path);
+}
+
 static _Noreturn void end_job(int code) {
+    if (g_cleanup[0]) unlink(g_cleanup);
     fflush(stdout);
     fflush(stderr);
     if (g_abort_hook) g_abort_hook(code);   // MPI_Abort: takes every rank down
@@ -70,6 +80,18 @@ int ivl_errorf(const char *fmt, ...) {
 
 const char *ivl_last_error(void) { return g_err[0] ? g_err : "(no error recorded)"; }
 void ivl_clear_error(void) { g_err[0] = 0; }
+
+void ivl_fault_point(const char *point) {
+    const char *f = getenv("IVL_FAULT");
+    if (!f) return;
+    size_t n = strlen(point);
+    if (strncmp(f, point, n) != 0 || f[n] != ':') return;
+    int rank = ivl_log_rank() < 0 ? 0 : ivl_log_rank();
+    if (atoi(f + n + 1) != rank) return;
+    fprintf(stderr, "[internvl r%d] IVL_FAULT: killing this rank at '%s'\n", rank, point);
+    fflush(stderr);
+    raise(SIGKILL);
+}
 
 void *ivl_malloc(size_t n) {
     void *p = malloc(n ? n : 1);

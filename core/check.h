@@ -21,6 +21,10 @@
 typedef void (*ivl_abort_fn)(int code);
 void ivl_set_abort_hook(ivl_abort_fn fn);
 
+// A file to delete if the job ends through ivl_fatal/ivl_die (a partial output written under a
+// temporary name); NULL clears it. One path per process.
+void ivl_set_cleanup_path(const char *path);
+
 _Noreturn void ivl_fatal(const char *file, int line, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 // For library checks: lib = "CUDA", call = the stringified statement, msg = library message.
@@ -48,6 +52,11 @@ _Noreturn void ivl_die(int code, const char *fmt, ...) __attribute__((format(pri
 int ivl_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *ivl_last_error(void);
 void ivl_clear_error(void);
+
+// Fault injection for tests: with IVL_FAULT="<point>:<rank>" in the environment, the process
+// of that rank (ivl_log_rank(), or 0 before MPI) kills itself with SIGKILL when it reaches
+// ivl_fault_point("<point>"). Points: load, prefill, decode. No effect otherwise.
+void ivl_fault_point(const char *point);
 
 // malloc/calloc/realloc that end the job with the size on failure.
 void *ivl_malloc(size_t n);

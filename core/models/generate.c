@@ -121,6 +121,7 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
         seqs[i].n = prompts[i].n;
     }
     float *logits = ivl_malloc((size_t)B * (size_t)V * sizeof *logits);
+    ivl_fault_point("prefill");
     step->run(step->ctx, seqs, B, ids, any_img ? img : NULL, logits, dump);
     if (p->prefill_logits) memcpy(p->prefill_logits, logits, (size_t)B * (size_t)V * sizeof *logits);
 
@@ -157,6 +158,7 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
         }
         nrows = k;
         if (k == 0) break;
+        if (out_len[rows_of[0]] == 2) ivl_fault_point("decode");
         step->run(step->ctx, seqs, k, next, NULL, logits, NULL);
     }
     free(ids); free(img); free(seqs); free(logits); free(active); free(next); free(rows_of);

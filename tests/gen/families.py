@@ -17,7 +17,7 @@ FAMILIES = {
     # Mini-InternVL-Chat-2B-V1-5: InternViT-300M + InternLM2-chat-1.8B.
     "mini2b-tiny": dict(
         vit=VIT_300M, template="internlm2-chat", tokenizer="internlm2",
-        llm=dict(arch="internlm2", hidden=64, heads=4, kv_heads=2, head_dim=16, layers=2,
+        llm=dict(arch="internlm2", hidden=64, heads=4, kv_heads=2, head_dim=16, layers=4,
                  intermediate=160, rope_theta=1000000,
                  rope_scaling={"factor": 2.0, "type": "dynamic"},
                  max_position=32768),
@@ -27,16 +27,17 @@ FAMILIES = {
     # factor switch; the su scale is sqrt(1 + ln(16384/512)/ln(512)).
     "mini4b-tiny": dict(
         vit=VIT_300M, template="phi3-chat", tokenizer="phi3",
-        llm=dict(arch="phi3", hidden=64, heads=4, kv_heads=4, head_dim=16, layers=2,
+        llm=dict(arch="phi3", hidden=64, heads=4, kv_heads=4, head_dim=16, layers=4,
                  intermediate=160, rope_theta=10000.0, rope_scaling="su",
                  max_position=16384, original_max_position=512),
         shards=2),
     # InternVL-Chat-V1-5 (26B): InternViT-6B + InternLM2-chat-20B (dynamic NTK 3.0).
-    # 6 query heads over 2 kv heads (G = 3, like the real G = 6 not a power of two) and
+    # 12 query heads over 4 kv heads (G = 3, like the real G = 6 not a power of two; every
+    # tp in 1, 2, 4 divides them), 4 layers (every pp in 1, 2, 4 fits) and
     # max_position 640 so a prompt with 3+ tiles (768+ image tokens) triggers dynamic NTK.
     "v15-tiny": dict(
         vit=VIT_6B, template="internlm2-chat", tokenizer="internlm2",
-        llm=dict(arch="internlm2", hidden=96, heads=6, kv_heads=2, head_dim=16, layers=2,
+        llm=dict(arch="internlm2", hidden=96, heads=12, kv_heads=4, head_dim=8, layers=4,
                  intermediate=192, rope_theta=1000000,
                  rope_scaling={"factor": 3.0, "type": "dynamic"},
                  max_position=640),
@@ -45,7 +46,7 @@ FAMILIES = {
     # padded in), added tokens at 92544..92552, vocab 92553 (catches hard-coded ids).
     "mini2b-realvocab": dict(
         vit=VIT_300M, template="internlm2-chat", tokenizer="internlm2-real",
-        llm=dict(arch="internlm2", hidden=64, heads=4, kv_heads=2, head_dim=16, layers=2,
+        llm=dict(arch="internlm2", hidden=64, heads=4, kv_heads=2, head_dim=16, layers=4,
                  intermediate=160, rope_theta=1000000,
                  rope_scaling={"factor": 2.0, "type": "dynamic"},
                  max_position=32768),

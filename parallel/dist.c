@@ -1,0 +1,166 @@
+// dist.c - see dist.h.
+#include "parallel/dist.h"
+#include "core/check.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ivl_pp_split(int layers, int pp, const char *spec, int *first) {
+    if (pp < 1 || pp > layers)
+        return ivl_errorf("--pp %d: the LLM has %d layers, so 1 <= pp <= %d", pp, layers, layers);
+    first[0] = 0;
+    if (!spec || !*spec) {
+        for (int s = 0; s < pp; s++) first[s + 1] = first[s] + layers / pp + (s < layers % pp);
+        return 0;
+    }
+    const char *p = spec;
+    for (int s = 0; s < pp; s++) {
+        char *end;
+        long n = strtol(p, &end, 10);
+        if (end == p || n < 1)
+            return ivl_errorf("--pp-layers '%s': expected %d positive counts separated by commas", spec, pp);
+        first[s + 1] = first[s] + (int)n;
+        p = *end == ',' ? end + 1 : end;
+        if (s < pp - 1 && *end != ',')
+            return ivl_errorf("--pp-layers '%s' has fewer than --pp %d counts", spec, pp);
+    }
+    if (*p) return ivl_errorf("--pp-layers '%s' has more than --pp %d counts", spec, pp);
+    if (first[pp] != layers)
+        return ivl_errorf("--pp-layers '%s' sums to %d but the LLM has %d layers", spec, first[pp], layers);
+    return 0;
+}
+
+// ---- tensor-parallel collectives for core/models (ivl_tp_ctx) ----
+
+static void tp_allreduce(void *comm, ivl_backend *be, ivl_tensor *t) {
+    ivl_dist *d = comm;
+    d->ops->allreduce(&d->topo.tp, t->data, (size_t)ivl_tensor_numel(t), t->dtype, IVL_COMM_SUM);
+}
+
+static void tp_allgather_cols(void *comm, ivl_backend *be, ivl_tensor *out, const ivl_tensor *local) {
+    ivl_dist *d = comm;
+    const int P = d->topo.tp.size;
+    const int64_t R = ivl_tensor_rows(local), c = ivl_tensor_cols(local);
+    ivl_tensor blocks = be->alloc(be, local->dtype, 2, (int64_t[]){P * R, c});
+    d->ops->allgather(&d->topo.tp, local->data, blocks.data, (size_t)(R * c), local->dtype);
+    // [P][R][c] -> [R][P*c]: logits are small, so the rearrangement goes through the host.
+    ivl_tensor hb = ivl_backend_to_host_f32(be, &blocks);
+    ivl_tensor ho = ivl_tensor_host_2d(IVL_F32, R, P * c);
+    for (int p = 0; p < P; p++)
+        for (int64_t r = 0; r < R; r++)
+            memcpy((float *)ho.data + r * P * c + p * c, (float *)hb.data + (p * R + r) * c,
+                   (size_t)c * sizeof(float));
+    be->upload(be, out, &ho);
+    ivl_tensor_free_host(&hb);
+    ivl_tensor_free_host(&ho);
+    be->free(be, &blocks);
+}
+
+int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,
+                  const ivl_model_config *cfg, const ivl_parallel_opts *o) {
+    memset(d, 0, sizeof *d);
+    if (o->vit_tp > 1)
+        return ivl_errorf("--vit-tp %d: splitting the ViT over ranks is not implemented; every "
+                          "rank holds the ViT and tiles are sharded (use --vit-tp 1)", o->vit_tp);
+    if (ivl_topology_create(&d->topo, o->tp, o->pp, 1) != 0) return -1;
+    d->ops = strcmp(be->name, "cpu") ? ivl_comm_device_ops() : ivl_comm_mpi_ops();
+    IVL_CHECK(d->ops, "no collective backend for the %s backend", be->name);
+    int first[1025];
+    IVL_CHECK(o->pp <= 1024, "--pp %d too large", o->pp);
+    if (ivl_pp_split(cfg->llm.layers, o->pp, o->pp_layers, first) != 0) return -1;
+    const int stage = d->topo.pos.stage;
+    ivl_llm_shard shard;
+    if (ivl_llm_shard_init(&cfg->llm, d->topo.pos.tp_rank, o->tp, first[stage], first[stage + 1],
+                           &shard) != 0)
+        return -1;
+    ivl_tp_ctx tp = {d->topo.pos.tp_rank, o->tp, d, tp_allreduce, tp_allgather_cols};
+    char desc[256];
+    ivl_topology_describe(&d->topo, desc, sizeof desc);
+    LOG_DEBUG("%s, layers [%d, %d)", desc, first[stage], first[stage + 1]);
+    if (ivl_model_load(&d->model, be, r, cfg, &shard, &tp, 1) != 0) return -1;
+    // The model's tp context must point at this struct (it was copied before d was final).
+    d->model.tp.comm = d;
+    d->microbatches = o->microbatches > 0 ? o->microbatches : o->pp;
+    d->logits_root = ivl_layout_rank(&d->topo.layout, o->pp - 1, 0);
+    return 0;
+}
+
+void ivl_dist_free(ivl_dist *d) {
+    if (d->kv_ready) ivl_kv_cache_free(d->model.be, &d->model.shard, &d->kv);
+    ivl_model_free(&d->model);
+    ivl_topology_free(&d->topo);
+}
+
+void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx) {
+    if (d->kv_ready) ivl_kv_cache_free(d->model.be, &d->model.shard, &d->kv);
+    ivl_kv_cache_init(d->model.be, &d->model.cfg.llm, &d->model.shard, slots, max_ctx, &d->kv);
+    d->kv_ready = 1;
+}
+
+void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds) {
+    ivl_backend *be = d->model.be;
+    const int64_t tiles = pixels_host->shape[0];
+    const int64_t per = d->model.cfg.proj.tokens_per_tile, D = d->model.cfg.proj.out_dim;
+    const int n = d->topo.world.size, me = d->topo.world.rank;
+    *embeds = ivl_backend_alloc_2d(be, tiles * per, D);   // zeroed
+    int64_t t0 = tiles * me / n, t1 = tiles * (me + 1) / n;   // this rank's contiguous share
+    if (t1 > t0) {
+        ivl_tensor mine = ivl_tensor_slice(pixels_host, t0, t1 - t0), part;
+        ivl_model_encode_images(&d->model, &mine, &part, NULL);
+        ivl_tensor dst = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
+        be->copy(be, &dst, &part);
+        be->free(be, &part);
+    }
+    if (tiles > 0)
+        d->ops->allreduce(&d->topo.world, embeds->data, (size_t)ivl_tensor_numel(embeds),
+                          embeds->dtype, IVL_COMM_SUM);
+}
+
+// One pipelined step: micro-batches of whole sequences flow stage to stage.
+static void dist_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                     const int64_t *img_row, float *logits, const ivl_dump *dump) {
+    ivl_dist *d = vctx;
+    ivl_model *m = &d->model;
+    ivl_backend *be = m->be;
+    const ivl_llm_shard *sh = &m->shard;
+    const int64_t D = m->cfg.llm.hidden, V = m->cfg.llm.vocab;
+    int M = d->microbatches < nseq ? d->microbatches : nseq;
+    if (M < 1) M = 1;
+    int64_t row0 = 0;
+    for (int mb = 0, s0 = 0; mb < M; mb++) {
+        int s1 = (int)((int64_t)nseq * (mb + 1) / M);   // sequences [s0, s1)
+        int64_t N = 0;
+        for (int i = s0; i < s1; i++) N += seqs[i].n;
+        ivl_tensor x = ivl_backend_alloc_2d(be, N, D);
+        if (sh->has_embed)
+            ivl_model_embed_step(m, ids + row0, img_row ? img_row + row0 : NULL, N, d->image_embeds, &x);
+        else
+            d->ops->recv(&d->topo.pp, x.data, (size_t)(N * D), x.dtype, d->topo.prev);
+        ivl_llm_forward_layers(be, &m->cfg.llm, sh, &m->llm, &m->tp, &d->kv, seqs + s0, s1 - s0, &x, NULL);
+        if (!sh->has_head) {
+            d->ops->send(&d->topo.pp, x.data, (size_t)(N * D), x.dtype, d->topo.next);
+        } else {
+            int64_t *last = ivl_malloc((size_t)(s1 - s0) * sizeof *last);
+            for (int i = s0, r = 0; i < s1; i++) {
+                r += (int)seqs[i].n;
+                last[i - s0] = r - 1;
+            }
+            ivl_llm_logits(be, &m->cfg.llm, sh, &m->llm, &m->tp, &x, last, s1 - s0,
+                           logits + (int64_t)s0 * V, NULL);
+            free(last);
+        }
+        be->free(be, &x);
+        row0 += N;
+        s0 = s1;
+    }
+    // The last stage's logits go to every rank, so all take the same next tokens.
+    ivl_comm_mpi_ops()->bcast(&d->topo.world, logits, (size_t)nseq * V, IVL_F32, d->logits_root);
+    (void)dump;
+}
+
+ivl_step ivl_dist_step(ivl_dist *d) {
+    ivl_step s = {d, d->model.cfg.llm.vocab, dist_run};
+    return s;
+}

@@ -1,0 +1,61 @@
+// dist.h - the model spread over ranks: tensor parallelism inside a pipeline stage, pipeline
+// parallelism across stages, tile-sharded vision. Every rank calls every function here in the
+// same order with the same arguments (lockstep); results that one stage computes (logits) are
+// broadcast so all ranks take the same decisions.
+//
+//   world = tp x pp. Stage s owns layers [layer0_s, layer1_s) (even split, or --pp-layers);
+//   rank r is stage r / tp, tp rank r % tp (comm/topology.h).
+//   TP: column-parallel q, k, v, gate, up; row-parallel o, down + one all-reduce each;
+//       vocab-parallel embedding (+ all-reduce) and LM head (+ all-gather) (core/models/llm.h).
+//   PP: stage s receives hidden states from stage s-1 and sends to s+1; a step's sequences
+//       are cut into micro-batches so stage s works on micro-batch m while s+1 works on m-1.
+//   Vision: every rank holds the ViT and projector and encodes a contiguous share of the
+//       batch's tiles; its rows go into a zeroed [tiles*256, D] buffer and one all-reduce over
+//       the world gives every rank (the first stage needs it) all image embeddings.
+#ifndef IVL_PARALLEL_DIST_H
+#define IVL_PARALLEL_DIST_H
+
+#include "comm/comm.h"
+#include "comm/topology.h"
+#include "core/models/generate.h"
+#include "core/models/internvl.h"
+
+typedef struct {
+    int tp, pp;               // LLM layout (world must equal tp * pp)
+    int vit_tp;               // ranks splitting one ViT; 1 = replicated ViT (only 1 is supported)
+    const char *pp_layers;    // "12,12": layers per stage; NULL = even split
+    int microbatches;         // pipeline micro-batches per step; 0 = pp
+} ivl_parallel_opts;
+
+typedef struct {
+    ivl_topology topo;
+    const ivl_comm_ops *ops;  // MPI on the CPU backend, NCCL on CUDA
+    ivl_model model;
+    ivl_kv_cache kv;
+    int kv_ready;
+    const ivl_tensor *image_embeds;
+    int microbatches;
+    int logits_root;          // world rank that broadcasts logits: (last stage, tp rank 0)
+} ivl_dist;
+
+// Splits `layers` over `pp` stages: from spec ("12,12") or evenly (the first stages take the
+// remainder). Returns 0 or -1 + ivl_last_error(). first[s] .. first[s+1]-1 are stage s's.
+int ivl_pp_split(int layers, int pp, const char *spec, int *first);
+
+// Collective: topology, shard, loading (each rank reads only its share of the LLM).
+// Returns 0, or -1 with the same error on every rank (bad layout).
+int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,
+                  const ivl_model_config *cfg, const ivl_parallel_opts *o);
+void ivl_dist_free(ivl_dist *d);
+
+// Collective: every rank passes the same host pixels [tiles, 3, S, S]; every rank gets
+// embeds (backend [tiles*256, D], allocated here).
+void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds);
+
+// KV cache for `slots` sequences of max_ctx tokens on this rank's layers.
+void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx);
+
+// The distributed step for ivl_generate (every rank runs ivl_generate in lockstep).
+ivl_step ivl_dist_step(ivl_dist *d);
+
+#endif
