@@ -103,11 +103,11 @@ __attribute__((unused)) static void jump_hook(int code) { longjmp(g_jmp, code ? 
         ivl_set_abort_hook(NULL);                                                \
     } while (0)
 
-// Thread counts every test runs with: 1 and an odd count, so uneven splits are exercised
-// (ctest pins OMP_NUM_THREADS=1; the kernels must be right for any count).
-static const int g_thread_counts[] = {1, 3};
+// Thread counts every test runs with: 1, an odd count (uneven splits) and 4 (a 2 x 2 grid of
+// matmul blocks). ctest pins OMP_NUM_THREADS=1; the kernels must be right for any count.
+static const int g_thread_counts[] = {1, 3, 4};
 #define FOR_THREADS(nt)                                                          \
-    for (int ti_ = 0, nt; ti_ < 2 && (nt = g_thread_counts[ti_], omp_set_num_threads(nt), 1); ti_++)
+    for (int ti_ = 0, nt; ti_ < 3 && (nt = g_thread_counts[ti_], omp_set_num_threads(nt), 1); ti_++)
 
 static inline int finish(const char *name) {
     if (g_failures) printf("%s: %d check(s) FAILED\n", name, g_failures);

@@ -1,6 +1,7 @@
 // test_cpu_matmul.c - the CPU backend's matmul (y = x w^T + b) against a double-precision
 // loop, over shapes that hit every path: M = 1 (sgemv), narrow N split by rows, wide N split
-// by column blocks that do not divide evenly, odd sizes, with and without bias.
+// by column blocks that do not divide evenly, 2-D grids of blocks, odd sizes, with and
+// without bias.
 #include "tests/ops/ops_test.h"
 
 static void ref_matmul(double *y, const float *x, const float *w, const float *b, int64_t M,
@@ -34,7 +35,8 @@ int main(void) {
     ivl_backend *be = ivl_backend_cpu_create();
     static const int64_t shapes[][3] = {
         {1, 1, 1}, {1, 37, 19}, {1, 1000, 64}, {3, 5, 7}, {17, 129, 33},
-        {64, 300, 257}, {300, 40, 96}, {129, 771, 65}, {2, 2048, 128},
+        {64, 300, 257}, {300, 40, 96}, {129, 771, 65}, {2, 2048, 128}, {200, 500, 40},
+        {257, 1100, 31},
     };
     FOR_THREADS(nt) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
