@@ -3,6 +3,7 @@
 #include "core/check.h"
 #include "weights/tensor_io.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -105,4 +106,38 @@ double ivl_peak_rss_mib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;   // ru_maxrss is in KiB on Linux
+}
+
+int ivl_parse_int(const char *option, const char *text, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi)
+        ivl_die(2, "%s '%s': expected an integer from %ld to %ld", option, text, lo, hi);
+    return (int)v;
+}
+
+double ivl_parse_double(const char *option, const char *text, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= lo && v <= hi))
+        ivl_die(2, "%s '%s': expected a number from %g to %g", option, text, lo, hi);
+    return v;
+}
+
+ivl_parallel_opts ivl_parallel_opts_default(void) {
+    ivl_parallel_opts o = {1, 1, 1, NULL, 0};
+    return o;
+}
+
+int ivl_layout_option(int c, const char *arg, ivl_parallel_opts *o) {
+    switch (c) {
+    case 1001: o->tp = ivl_parse_int("--tp", arg, 1, 4096); return 1;
+    case 1002: o->pp = ivl_parse_int("--pp", arg, 1, 1024); return 1;
+    case 1003: o->pp_layers = arg; return 1;
+    case 1004: o->microbatches = ivl_parse_int("--microbatches", arg, 1, 4096); return 1;
+    case 1005: o->vit_tp = ivl_parse_int("--vit-tp", arg, 1, 4096); return 1;
+    }
+    return 0;
 }

@@ -1,0 +1,46 @@
+// session.h - a model ready to run on this job's ranks, whatever the layout: the model file,
+// its tokenizer, a backend, and either the whole model on one rank or the distributed shard
+// (parallel/dist.h). The subcommands (forward, chat, caption, bench) share it, so each is
+// only its own loop. Every function is collective when the job has several ranks.
+#ifndef IVL_PARALLEL_SESSION_H
+#define IVL_PARALLEL_SESSION_H
+
+#include "core/backend.h"
+#include "core/models/generate.h"
+#include "core/models/internvl.h"
+#include "core/text/tokenizer.h"
+#include "parallel/dist.h"
+#include "weights/model_source.h"
+
+typedef struct {
+    ivl_model_source src;
+    ivl_tokenizer *tok;
+    ivl_backend *be;
+    int distributed;          // several ranks or a tp/pp layout
+    int rank;                 // world rank (0 when alone)
+    ivl_dist dist;
+    ivl_model local;
+    ivl_model *model;         // &local or &dist.model
+    ivl_kv_cache kv;          // one-rank KV cache
+    int kv_ready;
+    ivl_local_step lctx;
+    ivl_tensor embeds;        // image embeddings of the current batch (backend), or empty
+} ivl_session;
+
+// Opens the model for the layout in popt (NULL: one rank). ivl_comm_init must have run.
+// Returns 0 or -1 + ivl_last_error() (the same on every rank for layout errors).
+int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
+                     const ivl_parallel_opts *popt);
+void ivl_session_close(ivl_session *s);
+
+// Encodes host pixels [tiles, 3, S, S] (every rank passes the same) into s->embeds; tiles
+// are sharded over ranks when distributed. tiles == 0 clears s->embeds. dump: one rank only.
+void ivl_session_encode_images(ivl_session *s, const ivl_tensor *pixels_host, const ivl_dump *dump);
+
+// (Re)creates the KV cache: `slots` sequences of up to max_ctx tokens each.
+void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx);
+
+// The step for ivl_generate over the current image embeddings and KV cache.
+ivl_step ivl_session_step(ivl_session *s);
+
+#endif
