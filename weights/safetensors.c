@@ -247,7 +247,7 @@ static int open_index(ivl_st_checkpoint *ck, const char *dir, const char *index_
             if (rc) goto done;
         }
     }
-    qsort(ck->t, (size_t)ck->n, sizeof *ck->t, cmp_name);
+    if (ck->n) qsort(ck->t, (size_t)ck->n, sizeof *ck->t, cmp_name);   // t is NULL when empty
     cJSON_ArrayForEach(e, wm) {
         const ivl_st_tensor *t = ivl_st_find(ck, e->string);
         const char *in = t ? strrchr(ck->files[t->file].path, '/') + 1 : NULL;
@@ -273,7 +273,7 @@ int ivl_st_open_dir(const char *dir, ivl_st_checkpoint **out) {
     free(index);
     free(single);
     if (!rc) {
-        qsort(ck->t, (size_t)ck->n, sizeof *ck->t, cmp_name);
+        if (ck->n) qsort(ck->t, (size_t)ck->n, sizeof *ck->t, cmp_name);   // t is NULL when empty
         for (int i = 1; i < ck->n; i++)
             if (!strcmp(ck->t[i - 1].name, ck->t[i].name)) {
                 rc = ivl_errorf("tensor %s is in both %s and %s", ck->t[i].name,
