@@ -40,6 +40,7 @@ static cJSON *parse_json(const char *text, const char *source, const char *file,
     cJSON *j = cJSON_Parse(text);
     if (!j || !cJSON_IsObject(j)) {
         cJSON_Delete(j);
+        j = NULL;   // the caller deletes what it gets back
         *err = ivl_errorf("%s/%s: not a JSON object (near \"%.40s\")", source, file,
                           cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
     }
