@@ -314,12 +314,19 @@ static void run_checks(int quick) {
     printf("rope\n");
     check_rope(37, 4, 128, 0);
     check_rope(3, 8, 96, 4000);
-    printf("attention (flash for T > 16, decode kernel otherwise)\n");
-    check_attention("vit", 257, 257, 4, 4, 128, 0, 0);
-    check_attention("vit-300M", 1025, 1025, 2, 2, 64, 0, 0);
-    check_attention("prefill", 100, 100, 12, 2, 128, 1, 0);
-    check_attention("chunk", 40, 100, 12, 2, 128, 1, 60);
-    check_attention("phi3", 70, 70, 4, 4, 96, 1, 0);
+    // Every flash variant (IVL_CUDA_FLASH, see core/cuda/attention.cu) on the prefill shapes.
+    static const char *variants[] = {"regs64", "regs32", "smem"};
+    for (int vi = 0; vi < 3; vi++) {
+        setenv("IVL_CUDA_FLASH", variants[vi], 1);
+        printf("attention, flash variant %s (T > 16)\n", variants[vi]);
+        check_attention("vit", 257, 257, 4, 4, 128, 0, 0);
+        check_attention("vit-300M", 1025, 1025, 2, 2, 64, 0, 0);
+        check_attention("prefill", 100, 100, 12, 2, 128, 1, 0);
+        check_attention("chunk", 40, 100, 12, 2, 128, 1, 60);
+        check_attention("phi3", 70, 70, 4, 4, 96, 1, 0);
+    }
+    unsetenv("IVL_CUDA_FLASH");
+    printf("attention, decode kernel (T <= 16)\n");
     check_attention("decode", 1, 3000, 48, 8, 128, 1, 2999);
     check_attention("decode-spec", 5, 777, 16, 8, 128, 1, 772);
     check_attention("decode-bidir", 3, 1025, 3, 3, 64, 0, 0);
@@ -464,6 +471,14 @@ static void bench_vit(int tiles, const card_spec *cs) {
     aa.o = &ot, aa.q = &qt, aa.k = &kt, aa.v = &vt, aa.reps = tiles;
     double ta = time_it(at_run, &aa, 2, 5);
     report("  of which attention (flash, 1025x1025)", att, ta, cs);
+    static const char *variants[] = {"regs64", "regs32", "smem"};
+    for (int vi = 0; vi < 3; vi++) {   // the kernel variants, for choosing the default
+        setenv("IVL_CUDA_FLASH", variants[vi], 1);
+        char lab[64];
+        snprintf(lab, sizeof lab, "    attention variant %s", variants[vi]);
+        report(lab, att, time_it(at_run, &aa, 1, 3), cs);
+    }
+    unsetenv("IVL_CUDA_FLASH");
     double tile_s = tiles / (45.0 * t);
     printf("  => ViT-6B (45 layers): %.2f tiles/s, %.1f ms per tile\n", tile_s, 1e3 / tile_s);
     ivl_tensor *all[] = {&L.x, &L.h, &L.qkv, &L.q, &L.k, &L.v, &L.att, &L.a, &L.f1, &L.n1, &L.n2,
@@ -534,6 +549,12 @@ static void bench_llm(const char *label, int batch, int64_t per, int64_t ctx, co
     char what[128];
     snprintf(what, sizeof what, "LLM-20B layer %s", label);
     report(what, lin + att, t, cs);
+    if (per > 16) {   // the causal flash attention alone
+        ivl_tensor q0 = ivl_tensor_slice(&L.q, 0, per), k0 = ivl_tensor_slice(&L.kc, 0, ctx);
+        ivl_tensor v0 = ivl_tensor_slice(&L.vc, 0, ctx), o0 = ivl_tensor_slice(&L.att, 0, per);
+        at_args aa = {&o0, &q0, &k0, &v0, 48, 8, 128, 1, ctx - per, 1};
+        report("  of which attention (causal flash)", att / batch, time_it(at_run, &aa, 1, 5), cs);
+    }
     double bw = (wbytes + kvbytes) / t / 1e9;
     printf("  %-40s weights %.0f MB + KV %.0f MB in %.3f ms = %.0f GB/s = %.1f%% of measured copy BW\n",
            "", wbytes / 1e6, kvbytes / 1e6, t * 1e3, bw, 100 * bw / g_copy_gbs);

@@ -16,6 +16,7 @@
 #include "core/cuda/cuda_common.cuh"
 
 #include <math.h>
+#include <string.h>
 #include <type_traits>
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700
 #include <mma.h>
@@ -25,26 +26,53 @@
 
 // ================================================================ flash (tensor cores)
 
-template <int HD, int BR, int BC, typename T>
+template <int HD, int BR, int BC, typename T, bool REGS>
 struct flash_layout {
     static constexpr int LDT = HD + 8;   // Q/K/V rows (T); +8 keeps 16-byte rows, skews banks
     static constexpr int LDS = BC + 4;   // scores (f32)
     static constexpr int LDP = BC + 8;   // probabilities (T)
-    static constexpr int LDO = HD + 4;   // output accumulator (f32)
+    static constexpr int LDO = HD + 4;   // output accumulator (f32), only when !REGS
     static constexpr size_t bytes = (size_t)BR * LDT * sizeof(T) + 2 * (size_t)BC * LDT * sizeof(T) +
                                     (size_t)BR * LDS * 4 + (size_t)BR * LDP * sizeof(T) +
-                                    (size_t)BR * LDO * 4 + 3 * (size_t)BR * 4;
+                                    (REGS ? 0 : (size_t)BR * LDO * 4) + 3 * (size_t)BR * 4;
 };
+
+// Row and column of element i of a 16x16 f32 WMMA accumulator fragment held by `lane`, as
+// laid out on sm_80+ (two m16n8 mma tiles). WMMA does not document this, so the backend
+// verifies it on the device at start (cuda_flash_selftest) and uses the register-resident
+// output path (REGS) only when it holds.
+__device__ __forceinline__ int acc_row(int lane, int i) { return (lane >> 2) + 8 * ((i >> 1) & 1); }
+__device__ __forceinline__ int acc_col(int lane, int i) { return 2 * (lane & 3) + (i & 1) + 8 * (i >> 2); }
+
+__global__ void flash_layout_probe_kernel(int *ok) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700
+    __shared__ float m[256];
+    for (int i = threadIdx.x; i < 256; i += 32) m[i] = (float)i;
+    __syncwarp();
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f;
+    nvcuda::wmma::load_matrix_sync(f, m, 16, nvcuda::wmma::mem_row_major);
+    int good = f.num_elements == 8;
+    if (good)
+        for (int i = 0; i < 8; i++)
+            if (f.x[i] != (float)(acc_row(threadIdx.x, i) * 16 + acc_col(threadIdx.x, i))) good = 0;
+    good = __all_sync(0xffffffffu, good);
+    if (threadIdx.x == 0) *ok = good;
+#else
+    if (threadIdx.x == 0) *ok = 0;
+#endif
+}
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700
 using namespace nvcuda;
 
-template <typename T, int HD, int BR, int BC>
+// REGS: the output tile lives in registers as WMMA accumulators (rescaled in place with the
+// known fragment layout); else it lives in shared memory (any layout, more traffic).
+template <typename T, int HD, int BR, int BC, bool REGS>
 __device__ __forceinline__ void flash_body(T *__restrict__ out, const T *__restrict__ q,
                                            const T *__restrict__ k, const T *__restrict__ v,
                                            int Tq, int L, int H, int KH, int causal,
                                            long long q_pos0, float sl2) {
-    typedef flash_layout<HD, BR, BC, T> LY;
+    typedef flash_layout<HD, BR, BC, T, REGS> LY;
     constexpr int NT = BR / 16 * 32, LDT = LY::LDT, LDS = LY::LDS, LDP = LY::LDP, LDO = LY::LDO;
     constexpr int VEC = 16 / sizeof(T);   // elements per 16-byte load
     extern __shared__ __align__(128) unsigned char smem[];
@@ -54,7 +82,7 @@ __device__ __forceinline__ void flash_body(T *__restrict__ out, const T *__restr
     float *sS = (float *)(sV + BC * LDT);
     T *sP = (T *)(sS + BR * LDS);
     float *sO = (float *)(sP + BR * LDP);
-    float *sM = sO + BR * LDO, *sL = sM + BR, *sA = sL + BR;
+    float *sM = REGS ? sO : sO + BR * LDO, *sL = sM + BR, *sA = sL + BR;
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int h = blockIdx.y, kvh = h / (H / KH);
@@ -68,7 +96,8 @@ __device__ __forceinline__ void flash_body(T *__restrict__ out, const T *__restr
         if (q0 + r < Tq) val = *(const uint4 *)(q + (q0 + r) * qld + (long long)h * HD + c);
         *(uint4 *)(sQ + r * LDT + c) = val;
     }
-    for (int i = threadIdx.x; i < BR * LDO; i += NT) sO[i] = 0.0f;
+    if (!REGS)
+        for (int i = threadIdx.x; i < BR * LDO; i += NT) sO[i] = 0.0f;
     for (int i = threadIdx.x; i < BR; i += NT) {
         sM[i] = -INFINITY;
         sL[i] = 0.0f;
@@ -79,6 +108,11 @@ __device__ __forceinline__ void flash_body(T *__restrict__ out, const T *__restr
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
         wmma::load_matrix_sync(qf[kk], sQ + warp * 16 * LDT + kk * 16, LDT);
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> of[REGS ? HD / 16 : 1];
+    if (REGS) {
+#pragma unroll
+        for (int d = 0; d < (REGS ? HD / 16 : 1); d++) wmma::fill_fragment(of[d], 0.0f);
+    }
 
     const int last_q = min(Tq, q0 + BR) - 1;
     const long long nk = causal ? min((long long)L, q_pos0 + last_q + 1) : (long long)L;
@@ -143,42 +177,66 @@ __device__ __forceinline__ void flash_body(T *__restrict__ out, const T *__restr
             }
         }
         __syncwarp();
-        for (int i = lane; i < 16 * HD; i += 32) {
-            int r = warp * 16 + i / HD, c = i % HD;
-            sO[r * LDO + c] *= sA[r];
+        if (REGS) {
+            const float a0 = sA[warp * 16 + (lane >> 2)], a1 = sA[warp * 16 + (lane >> 2) + 8];
+#pragma unroll
+            for (int d = 0; d < (REGS ? HD / 16 : 1); d++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) of[d].x[i] *= ((i >> 1) & 1) ? a1 : a0;
+        } else {
+            for (int i = lane; i < 16 * HD; i += 32) {
+                int r = warp * 16 + i / HD, c = i % HD;
+                sO[r * LDO + c] *= sA[r];
+            }
+            __syncwarp();
         }
-        __syncwarp();
 
         // O[warp rows] += P V
 #pragma unroll
         for (int d = 0; d < HD / 16; d++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> of;
-            wmma::load_matrix_sync(of, sO + warp * 16 * LDO + d * 16, LDO, wmma::mem_row_major);
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> &acc = of[REGS ? d : 0];
+            if (!REGS)
+                wmma::load_matrix_sync(acc, sO + warp * 16 * LDO + d * 16, LDO, wmma::mem_row_major);
 #pragma unroll
             for (int kk = 0; kk < BC / 16; kk++) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pf;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vf;
                 wmma::load_matrix_sync(pf, sP + warp * 16 * LDP + kk * 16, LDP);
                 wmma::load_matrix_sync(vf, sV + kk * 16 * LDT + d * 16, LDT);
-                wmma::mma_sync(of, pf, vf, of);
+                wmma::mma_sync(acc, pf, vf, acc);
             }
-            wmma::store_matrix_sync(sO + warp * 16 * LDO + d * 16, of, LDO, wmma::mem_row_major);
+            if (!REGS)
+                wmma::store_matrix_sync(sO + warp * 16 * LDO + d * 16, acc, LDO, wmma::mem_row_major);
         }
         __syncthreads();   // all warps are done with sK/sV before the next tile overwrites them
     }
 
-    for (int i = lane; i < 16 * HD; i += 32) {
-        int row = warp * 16 + i / HD, c = i % HD;
-        if (q0 + row < Tq) {
-            float l = sL[row];
-            float o = l > 0.0f ? sO[row * LDO + c] / l : 0.0f;
-            out[(q0 + row) * qld + (long long)h * HD + c] = from_f32<T>(o);
+    if (REGS) {
+#pragma unroll
+        for (int d = 0; d < (REGS ? HD / 16 : 1); d++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                int row = warp * 16 + acc_row(lane, i), c = d * 16 + acc_col(lane, i);
+                if (q0 + row < Tq) {
+                    float l = sL[row];
+                    out[(q0 + row) * qld + (long long)h * HD + c] =
+                        from_f32<T>(l > 0.0f ? of[d].x[i] / l : 0.0f);
+                }
+            }
+    } else {
+        for (int i = lane; i < 16 * HD; i += 32) {
+            int row = warp * 16 + i / HD, c = i % HD;
+            if (q0 + row < Tq) {
+                float l = sL[row];
+                float o = l > 0.0f ? sO[row * LDO + c] / l : 0.0f;
+                out[(q0 + row) * qld + (long long)h * HD + c] = from_f32<T>(o);
+            }
         }
     }
 }
 #endif
 
-template <typename T, int HD, int BR, int BC>
+template <typename T, int HD, int BR, int BC, bool REGS>
 __global__ void __launch_bounds__(BR / 16 * 32)
     flash_attn_kernel(T *out, const T *q, const T *k, const T *v, int Tq, int L, int H, int KH,
                       int causal, long long q_pos0, float sl2) {
@@ -189,22 +247,40 @@ __global__ void __launch_bounds__(BR / 16 * 32)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
         __trap();   // bf16 WMMA needs sm_80; the backend computes in fp16 below sm_80
 #else
-        flash_body<T, HD, BR, BC>(out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
+        flash_body<T, HD, BR, BC, REGS>(out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
 #endif
     } else {
-        flash_body<T, HD, BR, BC>(out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
+        flash_body<T, HD, BR, BC, REGS>(out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
     }
 #endif
 }
 
-// Returns 1 if launched. Big tiles where the shared memory allows (sm_80+: up to 164/227 KB
-// per block), small tiles on sm_75 (64 KB).
-template <typename T, int HD, int BR, int BC>
+// 1 if the register-resident output layout holds on this device (checked once per backend).
+static int flash_regs_ok(cuda_ctx *c) {
+    if (c->flash_regs_state == 0) {
+        c->flash_regs_state = -1;
+        if (c->cc >= 80) {
+            int *d = (int *)cuda_scratch(c, IVL_SCR_IDS, sizeof(int)), h = 0;
+            CUDA_CHECK(cudaMemsetAsync(d, 0, sizeof(int), c->stream));
+            flash_layout_probe_kernel<<<1, 32, 0, c->stream>>>(d);
+            CUDA_LAUNCHED(c, "flash_layout_probe_kernel");
+            CUDA_CHECK(cudaMemcpyAsync(&h, d, sizeof(int), cudaMemcpyDeviceToHost, c->stream));
+            CUDA_CHECK(cudaStreamSynchronize(c->stream));
+            c->flash_regs_state = h ? 1 : -1;
+            if (!h) LOG_WARN("CUDA attention: WMMA accumulator layout differs; using the "
+                             "shared-memory output path");
+        }
+    }
+    return c->flash_regs_state == 1;
+}
+
+// Returns 1 if launched.
+template <typename T, int HD, int BR, int BC, bool REGS>
 static int flash_try(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, int Tq, int L,
                      int H, int KH, int causal, long long q_pos0, float sl2) {
-    size_t sm = flash_layout<HD, BR, BC, T>::bytes;
+    size_t sm = flash_layout<HD, BR, BC, T, REGS>::bytes;
     if (sm > c->smem_optin) return 0;
-    auto kern = flash_attn_kernel<T, HD, BR, BC>;
+    auto kern = flash_attn_kernel<T, HD, BR, BC, REGS>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     dim3 grid((unsigned)((Tq + BR - 1) / BR), (unsigned)H);
     kern<<<grid, BR / 16 * 32, sm, c->stream>>>(out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
@@ -212,11 +288,22 @@ static int flash_try(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, in
     return 1;
 }
 
+// Variants (IVL_CUDA_FLASH picks one for benchmarking): "regs64" (default where the layout
+// check passes: output in registers, 64-key tiles), "regs32" (32-key tiles: half the shared
+// memory, more blocks per SM), "smem" (output in shared memory, 64x64 tiles, any sm_70+).
+// sm_75 has 64 KB of shared memory per block: 32x32 tiles with the shared-memory output.
 template <typename T, int HD>
 static int flash_launch_hd(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, int Tq,
                            int L, int H, int KH, int causal, long long q_pos0, float sl2) {
-    if (flash_try<T, HD, 64, 64>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2)) return 1;
-    return flash_try<T, HD, 32, 32>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
+    const char *want = getenv("IVL_CUDA_FLASH");
+    int regs = flash_regs_ok(c) && !(want && !strcmp(want, "smem"));
+    if (regs && want && !strcmp(want, "regs32") &&
+        flash_try<T, HD, 64, 32, true>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2))
+        return 1;
+    if (regs && flash_try<T, HD, 64, 64, true>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2))
+        return 1;
+    if (flash_try<T, HD, 64, 64, false>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2)) return 1;
+    return flash_try<T, HD, 32, 32, false>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
 }
 
 template <typename T>

@@ -71,6 +71,7 @@ typedef struct cuda_ctx {
     size_t rope_host_n;
     cuda_matmul_plan *plans;   // cache of cuBLASLt descriptors + algorithms per shape
     int n_plans;
+    int flash_regs_state;      // 0 unknown, 1 register-resident attention output ok, -1 not
 } cuda_ctx;
 
 static inline cuda_ctx *cuda_ctx_of(ivl_backend *be) { return (cuda_ctx *)be->ctx; }
