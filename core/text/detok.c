@@ -153,7 +153,8 @@ static int incomplete_tail(const ivl_tokenizer *t, const ivl_token_list *ids) {
     int k = 0;
     while (k < 4 && k < ids->n) {
         int32_t id = ids->ids[ids->n - 1 - k];
-        if (id >= t->sp_size || t->added_of_id[id] >= 0 || !ivl_spm_is_byte(t->sp, id)) break;
+        if (id < 0 || id >= t->sp_size || t->added_of_id[id] >= 0 || !ivl_spm_is_byte(t->sp, id))
+            break;   // (a negative id is refused by decode_raw; it must not index added_of_id)
         const char *p = ivl_spm_id_to_piece(t->sp, id);   // "<0xE4>"
         b[3 - k] = (unsigned char)strtol(p + 3, NULL, 16);
         k++;
