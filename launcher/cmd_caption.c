@@ -1,0 +1,303 @@
+// cmd_caption.c - `internvl caption`: caption a dataset (folders, list files, WebDataset tar
+// shards) into JSON Lines, resumably, on one rank or a tp x pp group (parallel/caption_run.h).
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "comm/comm.h"
+#include "core/backend.h"
+#include "core/check.h"
+#include "core/image/image.h"
+#include "core/log.h"
+#include "core/models/generate.h"
+#include "core/models/internvl.h"
+#include "launcher/commands.h"
+#include "launcher/run_util.h"
+#include "parallel/caption_input.h"
+#include "parallel/caption_out.h"
+#include "parallel/caption_run.h"
+#include "parallel/dist.h"
+#include "weights/model_source.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: internvl caption --model M.h5 --input SRC [--input SRC ...] --out DIR [options]\n"
+        "SRC: a folder (recursive; jpg jpeg png gif bmp webp tif tiff), a list file (PATH or\n"
+        "     KEY<TAB>PATH per line), or WebDataset .tar shards with brace ranges:\n"
+        "     'shards/{00000..00999}.tar' (quote it so the shell leaves the braces alone).\n"
+        "Output: DIR/<unit>.jsonl per shard (or per --chunk images of a folder/list), one JSON\n"
+        "object per image (key, caption, tiles, tokens, timings, or error); DIR/<unit>.done when\n"
+        "the unit is complete. A rerun skips what is done.\n"
+        "  --prompt TEXT          question asked for each image (default \"Describe the image in detail.\")\n"
+        "  --system TEXT          system message (default: the model's)\n"
+        "  --max-tiles N          dynamic tiling limit (default: the model's max_dynamic_patch)\n"
+        "  --max-new-tokens N     caption length limit in tokens (default 128)\n"
+        "  --do-sample --temperature T --top-k K --top-p P --repetition-penalty R --seed S\n"
+        "                         sampling (default greedy); each image's draw is seeded by\n"
+        "                         seed and its key, so results do not depend on batching\n"
+        "  --max-seqs N           sequences decoding at once = KV cache slots (default 8)\n"
+        "  --kv-mem-mb M          cap the KV cache of a rank at M MiB (lowers --max-seqs)\n"
+        "  --batch-tokens N       most rows (prefill + decode) per step (default 8192)\n"
+        "  --threads N            image decode threads on rank 0 (default 4)\n"
+        "  --queue N              decoded images held ahead of the model (default 2 x max-seqs)\n"
+        "  --chunk N              images per output file for folders and lists (default 10000)\n"
+        "  --flush-interval S     results reach the disk at least every S seconds (default 2;\n"
+        "                         0 = after every step)\n"
+        "  --log-interval S       progress line period when stderr is not a terminal (default 30)\n"
+        "  --progress bar|log     force the progress style (default: bar on a terminal)\n"
+        "  --max-member-mb M      tar members above M MiB become error lines (default 256)\n"
+        "  --device D             cpu (default), cuda or auto\n"
+        "  --tp T --pp P          tensor x pipeline parallel layout (world = T x P, under mpirun)\n"
+        "  --pp-layers A,B,..  --microbatches M\n"
+        "Exit codes: 0 all outputs complete; 75 stopped by SIGTERM/SIGINT/SIGUSR1 (results so far\n"
+        "are on disk: run again, e.g. requeue); 1 an error (message on stderr); 2 bad usage.\n"
+        "A first signal finishes the captions in flight; a second drops them.\n");
+}
+
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig) {
+    (void)sig;
+    if (g_stop < 2) g_stop++;
+}
+
+static void install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);   // what mpirun forwards without ending the job itself
+    // A file size limit (ulimit -f) must give EFBIG from write(), not kill us mid-batch.
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+typedef struct {
+    ivl_model *m;
+    ivl_dist *d;
+} enc_ctx;
+
+static void encode_local(void *vctx, const ivl_tensor *px, ivl_tensor *embeds) {
+    enc_ctx *c = vctx;
+    ivl_model_encode_images(c->m, px, embeds, NULL);
+}
+
+static void encode_dist(void *vctx, const ivl_tensor *px, ivl_tensor *embeds) {
+    enc_ctx *c = vctx;
+    ivl_dist_encode_images(c->d, px, embeds);
+}
+
+// Rank 0 checks something; every rank learns whether it worked (no MPI_Abort for user errors).
+static int agree(int ok_on_root) {
+    ivl_comm_group w;
+    ivl_comm_group_world(&w);
+    int32_t ok = ok_on_root;
+    ivl_comm_mpi_ops()->bcast(&w, &ok, 1, IVL_I32, 0);
+    ivl_comm_group_free(&w);
+    return ok;
+}
+
+int cmd_caption(int argc, char **argv) {
+    const char *model = NULL, *out_dir = NULL, *device = "cpu", *progress = NULL;
+    char **inputs = NULL;
+    int ninputs = 0;
+    ivl_caption_opts o = {0};
+    o.prompt = "Describe the image in detail.";
+    o.max_tiles = -1;
+    o.max_new_tokens = 128;
+    o.sampling = ivl_sampling_default();
+    o.max_seqs = 8;
+    o.batch_tokens = 8192;
+    o.threads = 4;
+    o.flush_s = 2;
+    o.log_s = 30;
+    o.max_member_bytes = (int64_t)256 << 20;
+    int64_t chunk = 10000, kv_mem_mb = 0;
+    ivl_parallel_opts popt = {1, 1, 1, NULL, 0};
+    enum { O_SYSTEM = 256, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_SAMPLE, O_SEQS, O_KVMEM,
+           O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB };
+    static struct option opts[] = {
+        {"model", 1, 0, 'm'}, {"input", 1, 0, 'i'}, {"out", 1, 0, 'o'}, {"prompt", 1, 0, 'q'},
+        {"system", 1, 0, O_SYSTEM}, {"max-tiles", 1, 0, 'T'}, {"max-new-tokens", 1, 0, 'n'},
+        {"temperature", 1, 0, O_TEMP}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
+        {"repetition-penalty", 1, 0, O_REP}, {"seed", 1, 0, O_SEED}, {"do-sample", 0, 0, O_SAMPLE},
+        {"max-seqs", 1, 0, O_SEQS}, {"kv-mem-mb", 1, 0, O_KVMEM}, {"batch-tokens", 1, 0, O_BT},
+        {"threads", 1, 0, O_THREADS}, {"queue", 1, 0, O_QUEUE}, {"chunk", 1, 0, O_CHUNK},
+        {"flush-interval", 1, 0, O_FLUSH}, {"log-interval", 1, 0, O_LOG},
+        {"progress", 1, 0, O_PROGRESS}, {"max-member-mb", 1, 0, O_MEMBER},
+        {"device", 1, 0, 'd'}, {"tp", 1, 0, 't'}, {"pp", 1, 0, 'p'}, {"pp-layers", 1, 0, O_PPL},
+        {"microbatches", 1, 0, O_MB}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'i':
+            inputs = ivl_realloc(inputs, (size_t)(ninputs + 1) * sizeof *inputs);
+            inputs[ninputs++] = optarg;
+            break;
+        case 'o': out_dir = optarg; break;
+        case 'q': o.prompt = optarg; break;
+        case O_SYSTEM: o.system = optarg; break;
+        case 'T': o.max_tiles = atoi(optarg); break;
+        case 'n': o.max_new_tokens = atoi(optarg); break;
+        case O_TEMP: o.sampling.temperature = (float)atof(optarg); break;
+        case O_TOPK: o.sampling.top_k = atoi(optarg); break;
+        case O_TOPP: o.sampling.top_p = (float)atof(optarg); break;
+        case O_REP: o.sampling.repetition_penalty = (float)atof(optarg); break;
+        case O_SEED: o.sampling.seed = strtoull(optarg, NULL, 10); break;
+        case O_SAMPLE: o.sampling.do_sample = 1; break;
+        case O_SEQS: o.max_seqs = atoi(optarg); break;
+        case O_KVMEM: kv_mem_mb = atoll(optarg); break;
+        case O_BT: o.batch_tokens = atoll(optarg); break;
+        case O_THREADS: o.threads = atoi(optarg); break;
+        case O_QUEUE: o.queue = atoi(optarg); break;
+        case O_CHUNK: chunk = atoll(optarg); break;
+        case O_FLUSH: o.flush_s = atof(optarg); break;
+        case O_LOG: o.log_s = atof(optarg); break;
+        case O_PROGRESS: progress = optarg; break;
+        case O_MEMBER: o.max_member_bytes = atoll(optarg) << 20; break;
+        case 'd': device = optarg; break;
+        case 't': popt.tp = atoi(optarg); break;
+        case 'p': popt.pp = atoi(optarg); break;
+        case O_PPL: popt.pp_layers = optarg; break;
+        case O_MB: popt.microbatches = atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    for (int i = optind; i < argc; i++) {   // trailing arguments are inputs too
+        inputs = ivl_realloc(inputs, (size_t)(ninputs + 1) * sizeof *inputs);
+        inputs[ninputs++] = argv[i];
+    }
+    if (!model || !out_dir || ninputs == 0) {
+        fprintf(stderr, "internvl caption: --model, --input and --out are required\n\n");
+        usage(stderr);
+        return 2;
+    }
+    const char *bad = o.max_new_tokens < 1 ? "--max-new-tokens must be >= 1"
+                    : o.max_seqs < 1       ? "--max-seqs must be >= 1"
+                    : o.batch_tokens < 1   ? "--batch-tokens must be >= 1"
+                    : o.threads < 1        ? "--threads must be >= 1"
+                    : chunk < 1            ? "--chunk must be >= 1"
+                    : o.flush_s < 0        ? "--flush-interval must be >= 0"
+                    : (progress && strcmp(progress, "bar") && strcmp(progress, "log"))
+                        ? "--progress takes bar or log" : NULL;
+    if (bad) {
+        fprintf(stderr, "internvl caption: %s\n", bad);
+        return 2;
+    }
+    o.progress_bar = progress ? !strcmp(progress, "bar") : isatty(STDERR_FILENO);
+    o.out_dir = out_dir;
+    o.stop_level = &g_stop;
+
+    ivl_comm_init(&argc, &argv);
+    install_signals();
+    const int rank = ivl_comm_world_rank();
+    const int distributed = ivl_comm_world_size() > 1 || popt.tp > 1 || popt.pp > 1;
+
+    // Job-level input and output problems, before the model is loaded.
+    ivl_cap_inputs in = {0};
+    int ok = 1;
+    if (rank == 0) {
+        if (ivl_cap_out_check_dir(out_dir) != 0 || ivl_cap_inputs_build(inputs, ninputs, chunk, &in) != 0) {
+            LOG_ERROR("%s", ivl_last_error());
+            ok = 0;
+        } else {
+            LOG_INFO("%d outputs to write under %s (%lld images in folders/lists, plus tar shards)",
+                     in.n, out_dir, (long long)in.known_images);
+        }
+    }
+    if (!agree(ok)) {
+        ivl_cap_inputs_free(&in);
+        free(inputs);
+        ivl_comm_finalize();
+        return 1;
+    }
+
+    ivl_model_source src;
+    if (ivl_model_source_open(model, &src) != 0) ivl_die(1, "%s", ivl_last_error());
+    ivl_fault_point("load");
+    ivl_tokenizer *tok;
+    if (ivl_model_source_tokenizer(&src, &tok) != 0) ivl_die(1, "%s", ivl_last_error());
+    ivl_special_ids sp;
+    if (ivl_special_ids_resolve(&src.cfg, tok, &sp) != 0) ivl_die(1, "%s", ivl_last_error());
+    const ivl_chat_template *tmpl = ivl_chat_template_find(src.cfg.template_name);
+    if (!tmpl) ivl_die(1, "%s: %s", model, ivl_last_error());
+    if (o.max_tiles < 0) o.max_tiles = src.cfg.max_dynamic_patch > 0 ? src.cfg.max_dynamic_patch : 12;
+    if (o.max_tiles < 1 || o.max_tiles > IVL_TILE_MAX_NUM)
+        ivl_die(2, "--max-tiles must be in 1..%d", IVL_TILE_MAX_NUM);
+    if (o.queue < 1) o.queue = 2 * o.max_seqs;
+    const int64_t max_ctx = ivl_caption_max_ctx(tok, tmpl, &src.cfg, &o);
+    if (max_ctx < 0) ivl_die(1, "cannot encode the prompt: %s", ivl_last_error());
+
+    ivl_backend *be = ivl_backend_create(device, ivl_comm_local_rank());
+    ivl_model local_model;
+    ivl_dist dist;
+    ivl_kv_cache local_kv;
+    ivl_local_step lctx = {0};
+    enc_ctx ectx = {0};
+    ivl_caption_engine e = {.cfg = NULL, .be = be, .tok = tok, .tmpl = tmpl, .stop_id = sp.stop,
+                            .img_context = sp.img_context, .max_ctx = max_ctx};
+    ivl_model *m;
+    if (!distributed) {
+        m = &local_model;
+        if (ivl_model_load(m, be, &src.reader, &src.cfg, NULL, NULL, 1) != 0)
+            ivl_die(1, "%s: %s", model, ivl_last_error());
+    } else {
+        if (ivl_dist_init(&dist, be, &src.reader, &src.cfg, &popt) != 0) ivl_die(1, "%s", ivl_last_error());
+        m = &dist.model;
+    }
+    // The KV cache room bounds the batch: slots x the longest prompt + max_new_tokens.
+    const int64_t kv_tok = ivl_kv_bytes_per_token(&m->cfg.llm, &m->shard, be->dtype);
+    if (kv_mem_mb > 0) {
+        int64_t fit = (kv_mem_mb << 20) / (kv_tok * max_ctx);
+        if (fit < 1) ivl_die(1, "--kv-mem-mb %lld holds no sequence of %lld tokens (%lld bytes each)",
+                             (long long)kv_mem_mb, (long long)max_ctx, (long long)(kv_tok * max_ctx));
+        if (fit < o.max_seqs) o.max_seqs = (int)fit;
+    }
+    if (rank == 0)
+        LOG_INFO("KV cache: %d slots x %lld tokens, %.1f MiB per rank; step budget %lld rows",
+                 o.max_seqs, (long long)max_ctx, (double)kv_tok * max_ctx * o.max_seqs / (1 << 20),
+                 (long long)o.batch_tokens);
+    if (!distributed) {
+        ivl_kv_cache_init(be, &m->cfg.llm, &m->shard, o.max_seqs, max_ctx, &local_kv);
+        lctx = (ivl_local_step){m, &local_kv, NULL};
+        e.step = ivl_model_local_step(&lctx);
+        e.step_embeds = &lctx.image_embeds;
+        e.kv = &local_kv;
+        ectx.m = m;
+        e.encode = encode_local;
+    } else {
+        ivl_dist_kv_init(&dist, o.max_seqs, max_ctx);
+        e.step = ivl_dist_step(&dist);
+        e.step_embeds = &dist.image_embeds;
+        e.kv = &dist.kv;
+        ectx.d = &dist;
+        e.encode = encode_dist;
+    }
+    e.encode_ctx = &ectx;
+    e.cfg = &m->cfg;
+
+    ivl_caption_summary sum;
+    int rc = ivl_caption_run(&e, rank == 0 ? &in : NULL, &o, &sum);
+
+    if (distributed) {
+        ivl_dist_free(&dist);
+    } else {
+        ivl_kv_cache_free(be, &m->shard, &local_kv);
+        ivl_model_free(m);
+    }
+    ivl_backend_destroy(be);
+    ivl_tokenizer_free(tok);
+    ivl_model_source_close(&src);
+    ivl_cap_inputs_free(&in);
+    free(inputs);
+    ivl_comm_finalize();
+    return rc;
+}

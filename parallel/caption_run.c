@@ -1,0 +1,621 @@
+// caption_run.c - see caption_run.h. Rank 0 plans and writes; every rank computes.
+#include "parallel/caption_run.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/msg.h"
+#include "core/check.h"
+#include "core/log.h"
+#include "parallel/caption_feed.h"
+#include "parallel/caption_progress.h"
+
+// ---- prompts ----
+
+static int encode_prompt(const ivl_caption_engine *e, const ivl_caption_opts *o, int tiles,
+                         ivl_token_list *ids) {
+    const char *sys = o->system ? o->system : (e->cfg->system_message[0] ? e->cfg->system_message : NULL);
+    ivl_chat_prompt p = {.system = sys, .question = o->prompt, .tiles = &tiles, .n_images = 1,
+                         .tokens_per_tile = e->cfg->proj.tokens_per_tile};
+    return ivl_chat_encode(e->tok, e->tmpl, &p, ids, NULL);
+}
+
+static int max_image_tiles(const ivl_model_config *cfg, int max_tiles) {
+    return max_tiles + (cfg->use_thumbnail && max_tiles > 1 ? 1 : 0);
+}
+
+int64_t ivl_caption_max_ctx(const ivl_tokenizer *tok, const ivl_chat_template *tmpl,
+                            const ivl_model_config *cfg, const ivl_caption_opts *o) {
+    ivl_caption_engine e = {.cfg = cfg, .tok = tok, .tmpl = tmpl};
+    ivl_token_list ids = {0};
+    if (encode_prompt(&e, o, max_image_tiles(cfg, o->max_tiles), &ids) != 0) return -1;
+    int64_t n = ids.n + o->max_new_tokens;
+    ivl_token_list_free(&ids);
+    return n;
+}
+
+// ---- rank 0's state ----
+
+typedef struct {
+    int active, is_new;
+    int unit;
+    int ref;                   // new sequences: index of its ImageRef in this step's plan
+    char *key, *source;
+    int tiles, width, height;
+    int32_t *prompt;
+    int64_t prompt_len;
+    int32_t *gen;
+    int ngen;
+    uint64_t rng;
+    double decode_ms, preprocess_ms, vision_ms, llm_ms;
+} seq_state;
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int64_t lines;
+} line_buf;
+
+typedef struct {
+    const ivl_caption_engine *e;
+    const ivl_caption_opts *o;
+    const ivl_cap_inputs *in;
+    ivl_cap_unit_state *units;
+    line_buf *pending;           // per unit
+    ivl_cap_feed *feed;
+    int feed_ended;
+    seq_state *seqs;
+    ivl_cap_progress prog;
+    ivl_caption_summary *sum;
+    double last_flush;
+    int fatal;
+    char fatal_msg[1024];
+    int64_t sealed_units, sealed_images;   // for the total estimate
+    int tar_units;
+} leader;
+
+static void lb_add(line_buf *b, const char *s) {
+    size_t l = strlen(s);
+    if (b->len + l + 2 > b->cap) {
+        b->cap = (b->len + l + 2) * 2;
+        b->buf = ivl_realloc(b->buf, b->cap);
+    }
+    memcpy(b->buf + b->len, s, l);
+    b->len += l;
+    b->buf[b->len++] = '\n';
+    b->lines++;
+}
+
+static void add_result(leader *L, int unit, cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    IVL_CHECK(s, "cannot format a result line (out of memory)");
+    lb_add(&L->pending[unit], s);
+    L->units[unit].pending++;
+    free(s);
+    cJSON_Delete(j);
+}
+
+static cJSON *result_head(leader *L, const char *key, const char *source) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "key", key);
+    cJSON_AddStringToObject(j, "source", source ? source : "");
+    cJSON_AddStringToObject(j, "model", L->e->cfg->name);
+    cJSON_AddStringToObject(j, "prompt", L->o->prompt);
+    return j;
+}
+
+static void error_result(leader *L, int unit, const char *key, const char *source, const char *msg) {
+    cJSON *j = result_head(L, key, source);
+    cJSON_AddStringToObject(j, "error", msg);
+    add_result(L, unit, j);
+    L->sum->failed++;
+    L->prog.failed++;
+}
+
+static void finish_seq(leader *L, seq_state *s) {
+    char *text = ivl_tokenizer_decode(L->e->tok, s->gen, s->ngen, 1, NULL);
+    char *cap = ivl_chat_response(L->e->tmpl, text ? text : "");
+    cJSON *j = result_head(L, s->key, s->source);
+    cJSON_AddStringToObject(j, "caption", cap ? cap : "");
+    cJSON_AddNumberToObject(j, "tiles", s->tiles);
+    cJSON_AddNumberToObject(j, "width", s->width);
+    cJSON_AddNumberToObject(j, "height", s->height);
+    cJSON_AddNumberToObject(j, "prompt_tokens", (double)s->prompt_len);
+    cJSON_AddNumberToObject(j, "generated_tokens", s->ngen);
+    cJSON_AddStringToObject(j, "finish", s->ngen > 0 && s->gen[s->ngen - 1] == L->e->stop_id ? "stop" : "length");
+    cJSON *t = cJSON_AddObjectToObject(j, "timings");
+    cJSON_AddNumberToObject(t, "decode_ms", round(s->decode_ms * 1e3) / 1e3);
+    cJSON_AddNumberToObject(t, "preprocess_ms", round(s->preprocess_ms * 1e3) / 1e3);
+    cJSON_AddNumberToObject(t, "vision_ms", round(s->vision_ms * 1e3) / 1e3);
+    cJSON_AddNumberToObject(t, "llm_ms", round(s->llm_ms * 1e3) / 1e3);
+    add_result(L, s->unit, j);
+    free(text);
+    free(cap);
+    L->sum->done++;
+    L->sum->gen_tokens += s->ngen;
+    L->sum->prompt_tokens += s->prompt_len;
+    L->prog.done++;
+    L->prog.tokens += s->ngen;
+    free(s->key);
+    free(s->source);
+    free(s->prompt);
+    free(s->gen);
+    memset(s, 0, sizeof *s);
+}
+
+static void maybe_complete(leader *L, int u) {
+    ivl_cap_unit_state *st = &L->units[u];
+    if (st->complete || st->expected < 0 || st->written < st->expected || st->pending) return;
+    if (st->failed) {
+        ivl_cap_out_close(&st->out);
+        st->complete = 1;   // closed, but no .done marker: the next run tries again
+        return;
+    }
+    if (ivl_cap_out_mark_done(&st->out) != 0) {
+        L->fatal = 1;
+        snprintf(L->fatal_msg, sizeof L->fatal_msg, "%s", ivl_last_error());
+        return;
+    }
+    LOG_DEBUG("%s complete (%lld results)", st->out.path, (long long)st->out.lines);
+    ivl_cap_out_close(&st->out);
+    st->complete = 1;
+    L->sum->units_done++;
+}
+
+// Writes every unit's pending lines (one append + fsync each).
+static void flush_all(leader *L) {
+    for (int u = 0; u < L->in->n; u++) {
+        line_buf *b = &L->pending[u];
+        ivl_cap_unit_state *st = &L->units[u];
+        if (b->lines == 0) continue;
+        if (!L->fatal) {
+            if (ivl_cap_out_append(&st->out, b->buf, b->len, b->lines) != 0) {
+                L->fatal = 1;
+                snprintf(L->fatal_msg, sizeof L->fatal_msg, "%s", ivl_last_error());
+            } else {
+                st->written += b->lines;
+            }
+        }
+        st->pending = 0;
+        b->len = 0;
+        b->lines = 0;
+        if (!L->fatal) maybe_complete(L, u);
+    }
+    L->last_flush = ivl_cap_now();
+    ivl_fault_point("caption_flush");
+}
+
+static int unit_ready(leader *L) {
+    for (int u = 0; u < L->in->n; u++) {
+        ivl_cap_unit_state *st = &L->units[u];
+        if (!st->complete && st->expected >= 0 && st->written + st->pending >= st->expected) return 1;
+    }
+    return 0;
+}
+
+static void update_total(leader *L) {
+    // Files units are counted up front; a tar shard's images are known once it is sealed,
+    // so unread shards are estimated from the average of the sealed ones.
+    if (L->tar_units == 0) {
+        L->prog.total = L->in->known_images;
+        return;
+    }
+    if (L->sealed_units == 0) {
+        L->prog.total = -1;
+        return;
+    }
+    double avg = (double)L->sealed_images / L->sealed_units;
+    L->prog.total = L->in->known_images + (int64_t)(avg * L->tar_units);
+}
+
+// Bookkeeping for the feed's non-image events. Returns 1 when the feed has ended.
+static int handle_event(leader *L, ivl_cap_event *ev) {
+    ivl_cap_unit_state *st = ev->kind == IVL_CAP_EV_END ? NULL : &L->units[ev->unit];
+    switch (ev->kind) {
+    case IVL_CAP_EV_UNIT_DONE:
+        st->complete = 1;
+        L->sum->units_done++;
+        L->sum->skipped += ev->count;
+        L->prog.skipped += ev->count;
+        if (L->in->units[ev->unit].kind == IVL_CAP_TAR) {
+            L->sealed_units++;
+            L->sealed_images += ev->count;
+        }
+        ivl_cap_out_close(&st->out);
+        break;
+    case IVL_CAP_EV_SEALED:
+    case IVL_CAP_EV_UNIT_FAILED:
+        st->expected = ev->count;
+        L->sum->skipped += ev->skipped;
+        L->prog.skipped += ev->skipped;
+        if (ev->kind == IVL_CAP_EV_UNIT_FAILED) {
+            LOG_ERROR("%s (its output stays incomplete; the next run tries it again)", ev->message);
+            st->failed = 1;
+            L->sum->units_failed++;
+        }
+        if (L->in->units[ev->unit].kind == IVL_CAP_TAR) {
+            L->sealed_units++;
+            L->sealed_images += ev->count + ev->skipped;
+        }
+        maybe_complete(L, ev->unit);
+        break;
+    case IVL_CAP_EV_FATAL:
+        L->fatal = 1;
+        snprintf(L->fatal_msg, sizeof L->fatal_msg, "%s", ev->message);
+        break;
+    case IVL_CAP_EV_END:
+        L->feed_ended = 1;
+        break;
+    default:
+        break;
+    }
+    update_total(L);
+    ivl_cap_event_free(ev);
+    return L->feed_ended;
+}
+
+// ---- the plan (rank 0) ----
+
+typedef struct {
+    Ivl__BatchPlan plan;
+    Ivl__ImageRef *refs;
+    Ivl__ImageRef **ref_ptrs;
+    Ivl__Sequence *sq;
+    Ivl__Sequence **sq_ptrs;
+    uint32_t *img_idx;
+    int32_t *tok1;              // the one decode token of each running sequence
+    float *pixels;              // [total_tiles, 3, S, S]
+    int64_t pix_cap;            // floats
+} plan_build;
+
+static int admit(leader *L, plan_build *pb, int *nref, int slot, ivl_cap_event *ev,
+                 ivl_token_list *ids, int64_t tile0) {
+    const int64_t per_tile = (int64_t)3 * L->e->cfg->vit.image_size * L->e->cfg->vit.image_size;
+    seq_state *s = &L->seqs[slot];
+    memset(s, 0, sizeof *s);
+    s->active = 1;
+    s->is_new = 1;
+    s->unit = ev->unit;
+    s->key = ev->item.key;
+    s->source = ev->item.source;
+    ev->item.key = ev->item.source = NULL;
+    s->tiles = ev->img.grid.ntiles;
+    s->width = ev->img.width;
+    s->height = ev->img.height;
+    s->prompt = ids->ids;
+    s->prompt_len = ids->n;
+    ids->ids = NULL;
+    ids->n = ids->cap = 0;
+    s->gen = ivl_malloc((size_t)(L->o->max_new_tokens > 0 ? L->o->max_new_tokens : 1) * sizeof *s->gen);
+    s->rng = (L->o->sampling.seed ? L->o->sampling.seed : 0x1234abcdull) ^ ivl_keyset_hash(s->key);
+    s->decode_ms = ev->img.decode_s * 1e3;
+    s->preprocess_ms = ev->img.preprocess_s * 1e3;
+    // Its tiles go after the step's other new tiles.
+    int64_t need = (tile0 + s->tiles) * per_tile;
+    if (need > pb->pix_cap) {
+        pb->pix_cap = need * 2;
+        pb->pixels = ivl_realloc(pb->pixels, (size_t)pb->pix_cap * sizeof(float));
+    }
+    memcpy(pb->pixels + tile0 * per_tile, ev->img.pixels, (size_t)(s->tiles * per_tile) * sizeof(float));
+    s->ref = *nref;
+    Ivl__ImageRef *r = &pb->refs[*nref];
+    ivl__image_ref__init(r);
+    r->key = s->key;
+    r->tiles = (uint32_t)s->tiles;
+    r->width = (uint32_t)s->width;
+    r->height = (uint32_t)s->height;
+    r->first_tile = (uint32_t)tile0;
+    (*nref)++;
+    return s->tiles;
+}
+
+// Pops events and admits images into free slots while the step's rows fit the budget.
+// Returns the number of new tiles.
+static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, int nactive, int stop) {
+    int64_t tiles = 0;
+    ivl_token_list ids = {0};
+    int nnew = 0;
+    for (;;) {
+        if (stop || L->fatal || L->feed_ended) break;
+        int slot = -1;
+        for (int i = 0; i < L->o->max_seqs && slot < 0; i++)
+            if (!L->seqs[i].active) slot = i;
+        if (slot < 0) break;
+        ivl_cap_event ev;
+        int busy = nactive + nnew > 0;
+        if (!ivl_cap_feed_pop(L->feed, &ev, busy ? 0 : 200)) {
+            if (busy) break;
+            if (L->o->stop_level && *L->o->stop_level) break;   // waiting: let the signal through
+            ivl_cap_progress_update(&L->prog, 0);
+            if (L->last_flush + L->o->flush_s <= ivl_cap_now()) flush_all(L);
+            continue;
+        }
+        if (ev.kind != IVL_CAP_EV_IMAGE) {
+            handle_event(L, &ev);
+            continue;
+        }
+        if (ev.item.error || ev.img.status != 0) {
+            error_result(L, ev.unit, ev.item.key, ev.item.source, ev.item.error ? ev.item.error : ev.img.error);
+            ivl_cap_event_free(&ev);
+            continue;
+        }
+        ids.n = 0;
+        if (encode_prompt(L->e, L->o, ev.img.grid.ntiles, &ids) != 0 ||
+            ids.n + L->o->max_new_tokens > L->e->max_ctx) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "cannot build the prompt: %s",
+                     ids.n ? "longer than the KV cache slot" : ivl_last_error());
+            error_result(L, ev.unit, ev.item.key, ev.item.source, msg);
+            ivl_cap_event_free(&ev);
+            continue;
+        }
+        if (rows + ids.n > L->o->batch_tokens && rows > 0) {
+            ivl_cap_feed_unpop(L->feed, &ev);   // next step
+            break;
+        }
+        rows += ids.n;
+        tiles += admit(L, pb, nref, slot, &ev, &ids, tiles);
+        nnew++;
+        ivl_cap_event_free(&ev);
+    }
+    ivl_token_list_free(&ids);
+    return tiles;
+}
+
+// ---- the loop ----
+
+static void seq_rows_from_plan(const Ivl__BatchPlan *p, int32_t img_context, int64_t per_tile_tokens,
+                               ivl_llm_seq *seqs, int32_t **ids_out, int64_t **img_out, int *any_img) {
+    int64_t N = 0;
+    for (size_t i = 0; i < p->n_sequences; i++) N += (int64_t)p->sequences[i]->n_prompt_ids;
+    int32_t *ids = ivl_malloc((size_t)(N > 0 ? N : 1) * sizeof *ids);
+    int64_t *img = ivl_malloc((size_t)(N > 0 ? N : 1) * sizeof *img);
+    int64_t r = 0;
+    *any_img = 0;
+    for (size_t i = 0; i < p->n_sequences; i++) {
+        const Ivl__Sequence *s = p->sequences[i];
+        seqs[i].slot = (int)s->id;
+        seqs[i].n = (int64_t)s->n_prompt_ids;
+        int64_t next_row = -1;
+        if (s->n_images > 0) {
+            const Ivl__ImageRef *ref = p->images[s->images[0]];
+            next_row = (int64_t)ref->first_tile * per_tile_tokens;
+        }
+        for (size_t k = 0; k < s->n_prompt_ids; k++, r++) {
+            ids[r] = s->prompt_ids[k];
+            img[r] = (s->n_images > 0 && ids[r] == img_context) ? next_row++ : -1;
+            *any_img |= img[r] >= 0;
+        }
+    }
+    *ids_out = ids;
+    *img_out = img;
+}
+
+int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
+                    const ivl_caption_opts *o, ivl_caption_summary *sum) {
+    memset(sum, 0, sizeof *sum);
+    ivl_comm_group world;
+    ivl_comm_group_world(&world);
+    const ivl_comm_ops *mpi = ivl_comm_mpi_ops();
+    const int rank = world.rank;
+    const int64_t V = e->step.vocab;
+    const int S = e->cfg->vit.image_size;
+    const int64_t per_tile = (int64_t)3 * S * S;
+    const int64_t tok_per_tile = e->cfg->proj.tokens_per_tile;
+    leader L = {0};
+    float *logits = ivl_malloc((size_t)o->max_seqs * (size_t)V * sizeof *logits);
+    ivl_llm_seq *seqs = ivl_malloc((size_t)o->max_seqs * sizeof *seqs);
+    plan_build pb = {0};
+    if (rank == 0) {
+        L.e = e;
+        L.o = o;
+        L.in = in;
+        L.sum = sum;
+        L.units = ivl_calloc((size_t)in->n, sizeof *L.units);
+        for (int u = 0; u < in->n; u++) L.units[u].expected = -1;
+        for (int u = 0; u < in->n; u++) L.tar_units += in->units[u].kind == IVL_CAP_TAR;
+        L.pending = ivl_calloc((size_t)in->n, sizeof *L.pending);
+        L.seqs = ivl_calloc((size_t)o->max_seqs, sizeof *L.seqs);
+        sum->units = in->n;
+        ivl_cap_progress_init(&L.prog, o->progress_bar, o->log_s);
+        update_total(&L);
+        ivl_preprocess_opts popt = ivl_preprocess_defaults();
+        popt.image_size = S;
+        popt.min_tiles = e->cfg->min_dynamic_patch > 0 ? e->cfg->min_dynamic_patch : 1;
+        popt.max_tiles = o->max_tiles;
+        popt.use_thumbnail = e->cfg->use_thumbnail;
+        L.feed = ivl_cap_feed_start(in, L.units, o->out_dir, &popt, o->threads, o->queue,
+                                    o->max_member_bytes);
+        L.last_flush = ivl_cap_now();
+        pb.refs = ivl_malloc((size_t)o->max_seqs * sizeof *pb.refs);
+        pb.ref_ptrs = ivl_malloc((size_t)o->max_seqs * sizeof *pb.ref_ptrs);
+        pb.sq = ivl_malloc((size_t)o->max_seqs * sizeof *pb.sq);
+        pb.sq_ptrs = ivl_malloc((size_t)o->max_seqs * sizeof *pb.sq_ptrs);
+        pb.img_idx = ivl_malloc((size_t)o->max_seqs * sizeof *pb.img_idx);
+        pb.tok1 = ivl_malloc((size_t)o->max_seqs * sizeof *pb.tok1);
+    }
+    int rc = 0;
+    char errmsg[1024] = "";
+    const char *ft = getenv("IVL_FAULT_CAPTION_TICK");
+    const int64_t fault_tick = ft ? atoll(ft) : 8;
+    for (uint64_t tick = 0;; tick++) {
+        // 1. Agree on stopping.
+        int32_t flags[2] = {o->stop_level ? (int32_t)*o->stop_level : 0, 0};
+        mpi->allreduce(&world, flags, 2, IVL_I32, IVL_COMM_MAX);
+        const int stop = flags[0];
+
+        // 2. Rank 0 plans.
+        Ivl__Envelope env = IVL__ENVELOPE__INIT;
+        Ivl__Control ctl = IVL__CONTROL__INIT;
+        int64_t new_tiles = 0;
+        if (rank == 0) {
+            int nactive = 0, nref = 0, nsq = 0;
+            for (int i = 0; i < o->max_seqs; i++) nactive += L.seqs[i].active;
+            if (stop >= 2) {
+                // Drop the running sequences: their keys were never written, the next run redoes them.
+                for (int i = 0; i < o->max_seqs; i++)
+                    if (L.seqs[i].active) {
+                        free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].prompt); free(L.seqs[i].gen);
+                        memset(&L.seqs[i], 0, sizeof L.seqs[i]);
+                    }
+                nactive = 0;
+            }
+            new_tiles = plan_admit(&L, &pb, &nref, nactive, nactive, stop);
+            ivl__batch_plan__init(&pb.plan);
+            pb.plan.batch_id = tick;
+            // Running sequences first (one decode row each), then the new ones (whole prompt).
+            for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i < o->max_seqs; i++) {
+                    seq_state *s = &L.seqs[i];
+                    if (!s->active || s->is_new != pass) continue;
+                    Ivl__Sequence *q = &pb.sq[nsq];
+                    ivl__sequence__init(q);
+                    q->id = (uint64_t)i;
+                    q->key = s->key;
+                    if (s->is_new) {
+                        q->prompt_ids = s->prompt;
+                        q->n_prompt_ids = (size_t)s->prompt_len;
+                        pb.img_idx[nsq] = (uint32_t)s->ref;
+                        q->images = &pb.img_idx[nsq];
+                        q->n_images = 1;
+                    } else {
+                        pb.tok1[nsq] = s->gen[s->ngen - 1];
+                        q->prompt_ids = &pb.tok1[nsq];
+                        q->n_prompt_ids = 1;
+                    }
+                    pb.sq_ptrs[nsq++] = q;
+                }
+            for (int k = 0; k < nref; k++) pb.ref_ptrs[k] = &pb.refs[k];
+            pb.plan.images = pb.ref_ptrs;
+            pb.plan.n_images = (size_t)nref;
+            pb.plan.total_tiles = (uint32_t)new_tiles;
+            pb.plan.sequences = pb.sq_ptrs;
+            pb.plan.n_sequences = (size_t)nsq;
+            if (L.fatal || nsq == 0) {
+                ctl.kind = L.fatal ? IVL__CONTROL__KIND__ERROR
+                           : (stop || !L.feed_ended) ? IVL__CONTROL__KIND__STOP
+                                                     : IVL__CONTROL__KIND__SHUTDOWN;
+                ctl.message = L.fatal ? L.fatal_msg : "";
+                env.body_case = IVL__ENVELOPE__BODY_CONTROL;
+                env.control = &ctl;
+            } else {
+                env.body_case = IVL__ENVELOPE__BODY_PLAN;
+                env.plan = &pb.plan;
+            }
+        }
+        Ivl__Envelope *got = (Ivl__Envelope *)ivl_msg_bcast(&world, &ivl__envelope__descriptor,
+                                                            &env.base, 0);
+        IVL_CHECK(got, "caption plan broadcast: %s", ivl_last_error());
+        if (got->body_case == IVL__ENVELOPE__BODY_CONTROL) {
+            int kind = got->control->kind;
+            if (kind == IVL__CONTROL__KIND__ERROR) {
+                snprintf(errmsg, sizeof errmsg, "%s", got->control->message);
+                rc = 1;
+                sum->fatal = 1;
+            } else if (kind == IVL__CONTROL__KIND__STOP) {
+                rc = IVL_CAPTION_EXIT_REQUEUE;
+                sum->stopped = 1;
+            }
+            ivl_msg_free(&got->base);
+            break;
+        }
+        const Ivl__BatchPlan *plan = got->plan;
+
+        // 3. Vision: every new image's tiles in one batch.
+        double t_vis = ivl_cap_now();
+        ivl_tensor embeds = {0};
+        new_tiles = plan->total_tiles;
+        if (new_tiles > 0) {
+            int64_t shape[4] = {new_tiles, 3, S, S};
+            ivl_tensor px = {IVL_F32, 4, {shape[0], shape[1], shape[2], shape[3]}, NULL, IVL_HOST};
+            if (rank == 0) {
+                px.data = pb.pixels;
+            } else {
+                px.data = ivl_malloc((size_t)(new_tiles * per_tile) * sizeof(float));
+            }
+            if (world.size > 1)
+                mpi->bcast(&world, px.data, (size_t)(new_tiles * per_tile), IVL_F32, 0);
+            e->encode(e->encode_ctx, &px, &embeds);
+            if (rank != 0) free(px.data);
+        }
+        *e->step_embeds = new_tiles > 0 ? &embeds : NULL;
+        t_vis = ivl_cap_now() - t_vis;
+
+        // 4. One step over every sequence of the plan.
+        const int nseq = (int)plan->n_sequences;
+        for (int i = 0; i < nseq; i++)
+            if (plan->sequences[i]->n_images > 0) ivl_kv_cache_reset_slot(e->kv, (int)plan->sequences[i]->id);
+        int32_t *ids;
+        int64_t *img;
+        int any_img;
+        seq_rows_from_plan(plan, e->img_context, tok_per_tile, seqs, &ids, &img, &any_img);
+        double t_step = ivl_cap_now();
+        e->step.run(e->step.ctx, seqs, nseq, ids, any_img ? img : NULL, logits, NULL);
+        t_step = ivl_cap_now() - t_step;
+        free(ids);
+        free(img);
+        if (embeds.data) e->be->free(e->be, &embeds);
+        *e->step_embeds = NULL;
+        // Fault injection (tests): IVL_FAULT=caption:<rank> kills that rank at tick
+        // IVL_FAULT_CAPTION_TICK (default 8), in the middle of a job.
+        if ((int64_t)tick == fault_tick) ivl_fault_point("caption");
+
+        // 5. Rank 0: next tokens, finished sequences, results.
+        if (rank == 0) {
+            int64_t rows = 0;
+            for (int i = 0; i < nseq; i++) rows += seqs[i].n;
+            for (int i = 0; i < nseq; i++) {
+                seq_state *s = &L.seqs[seqs[i].slot];
+                s->llm_ms += t_step * 1e3 * (double)seqs[i].n / (double)rows;
+                if (s->is_new) s->vision_ms = t_vis * 1e3 * s->tiles / (double)new_tiles;
+                s->is_new = 0;
+                int32_t t = o->max_new_tokens > 0
+                                ? ivl_sample_next(logits + (int64_t)i * V, V, s->gen, s->ngen, &o->sampling, &s->rng)
+                                : e->stop_id;
+                if (o->max_new_tokens > 0) s->gen[s->ngen++] = t;
+                if (t == e->stop_id || s->ngen >= o->max_new_tokens) finish_seq(&L, s);
+            }
+            if (L.last_flush + o->flush_s <= ivl_cap_now() || unit_ready(&L) || stop) flush_all(&L);
+            ivl_cap_progress_update(&L.prog, 0);
+        }
+        ivl_msg_free(&got->base);
+    }
+
+    if (rank == 0) {
+        // Everything finished reaches the disk before we return, whatever stopped us.
+        ivl_cap_feed_stop(L.feed);
+        flush_all(&L);
+        if (L.fatal && !errmsg[0]) snprintf(errmsg, sizeof errmsg, "%s", L.fatal_msg);
+        if (L.fatal) {
+            rc = 1;
+            sum->fatal = 1;
+        }
+        for (int u = 0; u < in->n; u++) {
+            if (L.units[u].opened && !L.units[u].complete) ivl_cap_out_close(&L.units[u].out);
+            free(L.pending[u].buf);
+        }
+        for (int i = 0; i < o->max_seqs; i++)
+            if (L.seqs[i].active) {
+                free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].prompt); free(L.seqs[i].gen);
+            }
+        sum->seconds = ivl_cap_now() - L.prog.t0;
+        ivl_cap_progress_finish(&L.prog, sum->units_done, sum->units, sum->units_failed, sum->stopped);
+        if (rc == 0 && sum->units_done < sum->units) rc = 1;
+        if (errmsg[0]) LOG_ERROR("caption stopped: %s", errmsg);
+        free(L.units);
+        free(L.pending);
+        free(L.seqs);
+        free(pb.refs); free(pb.ref_ptrs); free(pb.sq); free(pb.sq_ptrs); free(pb.img_idx);
+        free(pb.tok1); free(pb.pixels);
+    }
+    // Every rank returns the same code.
+    int32_t code = rc;
+    mpi->bcast(&world, &code, 1, IVL_I32, 0);
+    free(logits);
+    free(seqs);
+    ivl_comm_group_free(&world);
+    return code;
+}

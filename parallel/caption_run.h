@@ -1,0 +1,91 @@
+// caption_run.h - the captioning loop of `internvl caption` (issue 7; design.md "Data flow
+// of a captioning batch", "Results and resume").
+//
+// Every rank runs ivl_caption_run in lockstep. Each iteration ("tick"):
+//   1. all ranks: one MAX all-reduce of {signal level, error}: a SIGTERM seen by any rank
+//      stops every rank at the same tick, so no rank is left in a collective;
+//   2. rank 0 plans: it pops decoded images from the feed (caption_feed.h), builds each
+//      prompt (<IMG_CONTEXT> x 256 x tiles) and admits new sequences into free KV slots while
+//      the step's rows stay within the token budget (continuous batching: the running
+//      sequences contribute one row each, a new one its whole prompt), and broadcasts the
+//      plan (comm/proto/ivl.proto Envelope{BatchPlan} with ImageRef/Sequence; a Sequence with
+//      images is a new one and its KV slot is reset; Control{SHUTDOWN,STOP,ERROR} ends it);
+//   3. all ranks: the new images' tiles (one ViT batch over all of them) are broadcast and
+//      encoded (ivl_dist_encode_images shards them over the ranks);
+//   4. all ranks: one step over all sequences of the plan (prefill rows of the new ones mixed
+//      with one decode row of each running one); logits come back to every rank;
+//   5. rank 0 picks the next tokens (greedy, or sampled with a per-image seed so the result
+//      does not depend on batching), retires finished sequences (their slots are reused at
+//      the next tick), formats their JSON lines and appends them to their unit's file,
+//      fsync'ed at least every flush_s seconds (caption_out.h), and marks a unit done once
+//      all its keys are written.
+// Stop: signal level 1 (first SIGTERM/SIGINT) admits nothing new, finishes the running
+// sequences, flushes, and returns with summary.stopped = 1; level 2 (a second signal) drops
+// the running sequences after the current step. Their keys are redone by the next run.
+#ifndef IVL_PARALLEL_CAPTION_RUN_H
+#define IVL_PARALLEL_CAPTION_RUN_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "comm/comm.h"
+#include "core/models/generate.h"
+#include "core/text/chat.h"
+#include "parallel/caption_input.h"
+
+typedef struct {
+    const char *out_dir;
+    const char *prompt;          // the user question
+    const char *system;          // NULL: config/template default
+    int max_tiles;
+    int max_new_tokens;
+    ivl_sampling sampling;
+    int max_seqs;                // KV slots = most sequences decoding at once
+    int64_t batch_tokens;        // most rows (prefill + decode) in one step
+    int threads;                 // image decode workers (rank 0)
+    int queue;                   // decoded images held ahead of the model
+    double flush_s;              // results reach the disk at least this often (0: every step)
+    double log_s;                // progress line interval when stderr is not a terminal
+    int progress_bar;            // 1: \r progress bar, 0: log lines
+    int64_t max_member_bytes;    // larger tar members become error results
+    volatile sig_atomic_t *stop_level;   // set by the launcher's signal handlers
+} ivl_caption_opts;
+
+// The model as the loop sees it (one rank, or a tp x pp group).
+typedef struct {
+    const ivl_model_config *cfg;
+    ivl_step step;
+    const ivl_tensor **step_embeds;   // the step reads image rows from *step_embeds
+    void (*encode)(void *ctx, const ivl_tensor *pixels_host, ivl_tensor *embeds);
+    void *encode_ctx;
+    ivl_kv_cache *kv;
+    ivl_backend *be;
+    const ivl_tokenizer *tok;
+    const ivl_chat_template *tmpl;
+    int32_t stop_id, img_context;
+    int64_t max_ctx;                 // KV length per slot (from ivl_caption_max_ctx)
+} ivl_caption_engine;
+
+typedef struct {
+    int64_t done, skipped, failed;   // images captioned, skipped (done before), error lines
+    int64_t units, units_done, units_failed;
+    int64_t gen_tokens, prompt_tokens;
+    double seconds;
+    int stopped;                     // a signal stopped the run (work remains)
+    int fatal;                       // a job-level error (message logged on rank 0)
+} ivl_caption_summary;
+
+// Tokens of the longest prompt (max_tiles, plus the thumbnail) + max_new_tokens: the KV length
+// a slot needs. -1 + ivl_last_error() when the prompt cannot be encoded.
+int64_t ivl_caption_max_ctx(const ivl_tokenizer *tok, const ivl_chat_template *tmpl,
+                            const ivl_model_config *cfg, const ivl_caption_opts *o);
+
+// Collective. `in` is read on rank 0 only (NULL elsewhere). Returns 0 when every unit is
+// complete, 75 when stopped by a signal with work left, 1 after a job-level error or when a
+// unit could not be read to its end (summary says which).
+int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
+                    const ivl_caption_opts *o, ivl_caption_summary *sum);
+
+#define IVL_CAPTION_EXIT_REQUEUE 75   // EX_TEMPFAIL: stopped early, run again to continue
+
+#endif
