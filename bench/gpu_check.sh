@@ -83,11 +83,11 @@ JOBS=$(nproc); [ "$JOBS" -gt 16 ] && JOBS=16
 MODE=""
 if [ "${IVL_GPU_CHECK_STANDALONE:-0}" = 0 ] && timeout 120 cmake -S "$ROOT" -B "$BUILD/full" -DIVL_CUDA=ON \
      -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_BUILD_TYPE=Release >"$BUILD/full-configure.log" 2>&1; then
-  MODE=full; BDIR="$BUILD/full"; TARGETS="ivl_cuda bench_cuda_ops"
+  MODE=full; BDIR="$BUILD/full"; TARGETS="ivl_cuda bench_cuda_ops gpu_e2e"
   [ $DRY -eq 0 ] && TARGETS="$TARGETS internvl"
 else
   [ "${IVL_GPU_CHECK_STANDALONE:-0}" = 0 ] && { echo "full project does not configure here (missing engine deps, see $BUILD/full-configure.log):"; grep -m3 -i -e "could not find" -e "not found" -e "error" "$BUILD/full-configure.log"; } | tee -a "$LOG"
-  MODE=standalone; BDIR="$BUILD/standalone"; TARGETS="ivl_cuda bench_cuda_ops"
+  MODE=standalone; BDIR="$BUILD/standalone"; TARGETS="ivl_cuda bench_cuda_ops gpu_e2e"
   run_step "configure (standalone, CUDA arch $ARCH)" 120 cmake -S "$ROOT/bench/gpu_check" -B "$BDIR" \
     -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_BUILD_TYPE=Release ${IVL_GPU_CHECK_SHIM:+-DIVL_GPU_CHECK_SHIM=ON} \
     || die "standalone configure failed (see $LOG)"
@@ -122,15 +122,13 @@ run_step "op checks again with IVL_CUDA_DEBUG_SYNC=1 (quick)" 120 env IVL_CUDA_D
 run_step "benchmarks at model shapes" 180 "$BENCH" --bench --tiles 8 --prefill 2048 --ctx 1024 \
   | tee "$OUT/bench.txt"
 
-# ---------------------------------------------------------------- 5. end to end (TODO: lead)
-# >>> END-TO-END PLACEHOLDER: run the three test families end to end, CUDA vs CPU, e.g.
-#   for fam in vit llm vlm; do
-#     "$BDIR/launcher/internvl" forward --device cuda --model ... --inputs ... --dump cuda.h5
-#     "$BDIR/launcher/internvl" forward --device cpu  --model ... --inputs ... --dump cpu.h5
-#     compare the dumps name by name (docs/forward-io.md) with the bf16 NMSE thresholds
-#   done
-# Needs MODE=full (the engine's deps on the GPU box). <<< END-TO-END PLACEHOLDER
-if [ "$MODE" = full ]; then say "end-to-end: not written yet (placeholder)"; else say "end-to-end: skipped (standalone build)"; fi
+# ---------------------------------------------------------------- 5. end to end
+# The whole model (bench/gpu_e2e.c): the three families' architectures CUDA vs CPU (image
+# embeddings, prefill logits, greedy tokens and where they diverge), then real-size Mini-2B
+# throughput (and the 26B with IVL_GPU_CHECK_BIG=1: ~51 GB of random bf16 weights).
+E2E="$BDIR/bench/gpu_e2e"; [ -x "$E2E" ] || E2E="$BDIR/gpu_e2e"
+run_step "end to end: three families CUDA vs CPU, real-size throughput" 240 \
+  "$E2E" ${IVL_GPU_CHECK_BIG:+--big} | tee "$OUT/e2e.txt"
 
 # ---------------------------------------------------------------- 6. results
 {
@@ -138,6 +136,7 @@ if [ "$MODE" = full ]; then say "end-to-end: not written yet (placeholder)"; els
   sed -n '/^```$/,$p' "$OUT/bench.txt" | sed '1d'
   echo
   echo "op checks: $(grep -h '^checks:' "$LOG" | tr '\n' ' ')"
+  echo; echo '```'; cat "$OUT/e2e.txt" 2>/dev/null; echo '```'
   echo "build: $MODE, nvcc $NVCCV, arch $ARCH, $(( $(date +%s) - T0 )) s total"
 } > "$OUT/results.md"
 say "results (paste into bench/RESULTS.md):"
