@@ -1,0 +1,15 @@
+#!/bin/bash
+# Captions under mpirun with tensor and pipeline parallelism; the token budget and KV slots
+# are small so sequences join and leave the batch all the time. Captions must equal the
+# single-rank greedy ones, one line per key, error lines for the bad inputs.
+. "$(dirname "$0")/common.sh"
+T=$W/layouts; rm -rf "$T"; mkdir -p "$T"
+run() {  # name np args...
+    local name=$1 np=$2; shift 2
+    timeout 90 $MPI -np $np "$BIN" caption $ARGS $INPUTS --out "$T/$name" "$@" > "$T/$name.log" 2>&1 \
+        || { cat "$T/$name.log"; fail "$name: exit $?"; }
+    $CHECK "$T/$name" "$EXP" --complete --ref "$W/ref" || { cat "$T/$name.log"; fail "$name"; }
+}
+run tp2_pp2 4 --tp 2 --pp 2 --max-seqs 3 --batch-tokens 600
+run pp2 2 --pp 2 --max-seqs 2
+echo PASS
