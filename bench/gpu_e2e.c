@@ -301,11 +301,12 @@ int main(int argc, char **argv) {
     ivl_backend *gpu = ivl_backend_create(dev, 0);
     printf("gpu_e2e: %s vs %s\n", gpu->device_name, cpu->device_name);
     ivl_model_config fam[3];
-    model_cfg(&fam[0], "mini2b-like (300M+InternLM2)", 0, 64, 2, 16, 128, IVL_LLM_INTERNLM2, 64, 4, 4, 2, 160, 1509);
-    model_cfg(&fam[1], "mini4b-like (300M+Phi-3 su)", 0, 64, 2, 16, 128, IVL_LLM_PHI3, 64, 4, 4, 4, 160, 1220);
+    // head dims as the real models (ViT 64 / 128, InternLM2 128, Phi-3 96), small widths
+    model_cfg(&fam[0], "mini2b-like (300M+InternLM2)", 0, 128, 2, 64, 256, IVL_LLM_INTERNLM2, 512, 4, 4, 2, 640, 1509);
+    model_cfg(&fam[1], "mini4b-like (300M+Phi-3 su)", 0, 128, 2, 64, 256, IVL_LLM_PHI3, 384, 4, 4, 4, 640, 1220);
     fam[1].llm.original_max_position = 512;   // the 2-tile prompt crosses it: long factors
     fam[1].llm.max_position = 16384;
-    model_cfg(&fam[2], "v15-like (6B+InternLM2 NTK)", 1, 80, 2, 16, 160, IVL_LLM_INTERNLM2, 96, 4, 12, 4, 192, 1509);
+    model_cfg(&fam[2], "v15-like (6B+InternLM2 NTK)", 1, 640, 2, 128, 1280, IVL_LLM_INTERNLM2, 768, 4, 6, 2, 1536, 1509);
     fam[2].llm.max_position = 400;            // dynamic NTK active
     fam[2].llm.rope_factor = 3.0;
     int ok = 1;
