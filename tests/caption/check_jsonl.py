@@ -6,7 +6,8 @@ usage: /usr/bin/python3 check_jsonl.py OUTDIR EXPECTED.json [--ref REFDIR] [--co
   --complete: every key of EXPECTED is there with the right status, every output has .done;
   --partial:  the keys there are a subset (an interrupted run), no .done for incomplete files;
   --ref:      captions equal REFDIR's for every key both have (the single-rank greedy run);
-  --count N:  exactly N result lines.
+  --count N:  exactly N result lines;
+  --units A,B: only the keys of the --ref run's outputs A and B are expected.
 """
 import argparse
 import glob
@@ -43,8 +44,16 @@ def main():
     ap.add_argument("--complete", action="store_true")
     ap.add_argument("--partial", action="store_true")
     ap.add_argument("--count", type=int)
+    ap.add_argument("--units", help="comma list of output names: expect only the keys that "
+                    "the --ref run wrote to these outputs (e.g. the tar shards 00000,00001)")
     a = ap.parse_args()
     exp = json.load(open(a.expected))
+    if a.units:
+        keep = set()
+        for u in a.units.split(","):
+            for line in open(os.path.join(a.ref, u + ".jsonl")):
+                keep.add(json.loads(line)["key"])
+        exp = {k: v for k, v in exp.items() if k in keep}
     res, files = load(a.out)
     for k, j in res.items():
         if k not in exp:
