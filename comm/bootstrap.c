@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 static int g_started_mpi;   // 1 when ivl_comm_init called MPI_Init_thread (so we finalize)
@@ -31,6 +32,9 @@ static void abort_hook(int code) {
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
+    // Alone there is no other rank to take down: a plain exit keeps the user's error message
+    // free of Open MPI's MPI_ABORT banner (_exit: MPI is not finalized, so skip atexit).
+    if (init && !fin && g_size <= 1) _exit(code ? code : 1);
     if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
 }
 

@@ -25,9 +25,6 @@ static _Noreturn void end_job(int code) {
     if (g_cleanup[0]) unlink(g_cleanup);
     fflush(stdout);
     fflush(stderr);
-    // Alone, there is no other rank to take down: a plain exit keeps the message clean
-    // (_exit: MPI was not finalized, so its atexit handlers must not run).
-    if (ivl_log_world_size() <= 1) _exit(code);
     if (g_abort_hook) g_abort_hook(code);   // MPI_Abort: takes every rank down
     abort();
 }

@@ -32,27 +32,25 @@ static int cmp_scored_desc(const void *a, const void *b) {
     return (x->i > y->i) - (x->i < y->i);
 }
 
-int32_t ivl_sample_next(float *logits, int64_t V, const int32_t *history, int n_history,
-                        const ivl_sampling *s, uint64_t *rng) {
-    // HF RepetitionPenaltyLogitsProcessor: each token seen once, negative logits multiplied.
-    if (s->repetition_penalty != 1.0f) {
-        for (int i = 0; i < n_history; i++) {
-            int32_t t = history[i];
-            if (t < 0 || t >= V) continue;
-            int seen = 0;
-            for (int j = 0; j < i && !seen; j++) seen = history[j] == t;
-            if (seen) continue;
-            logits[t] = logits[t] < 0 ? logits[t] * s->repetition_penalty
-                                      : logits[t] / s->repetition_penalty;
-        }
+// HF RepetitionPenaltyLogitsProcessor: each distinct token seen so far once; a negative
+// logit is multiplied by the penalty, a positive one divided.
+static void apply_repetition_penalty(float *logits, int64_t V, const int32_t *history,
+                                     int n_history, float penalty) {
+    if (penalty == 1.0f) return;
+    for (int i = 0; i < n_history; i++) {
+        int32_t t = history[i];
+        if (t < 0 || t >= V) continue;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = history[j] == t;
+        if (seen) continue;
+        logits[t] = logits[t] < 0 ? logits[t] * penalty : logits[t] / penalty;
     }
-    if (!s->do_sample) {
-        int64_t best = 0;
-        for (int64_t i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
-        return (int32_t)best;
-    }
-    // Warpers in HF order: temperature, top-k, top-p; then softmax and a multinomial draw.
+}
+
+void ivl_sample_probs(float *logits, int64_t V, const int32_t *history, int n_history,
+                      const ivl_sampling *s, float *probs) {
+    apply_repetition_penalty(logits, V, history, n_history, s->repetition_penalty);
+    // Warpers in HF order: temperature, top-k, top-p; then softmax.
     if (s->temperature > 0 && s->temperature != 1.0f)
         for (int64_t i = 0; i < V; i++) logits[i] /= s->temperature;
     if (s->top_k > 0 && s->top_k < V) {
@@ -64,37 +62,55 @@ int32_t ivl_sample_next(float *logits, int64_t V, const int32_t *history, int n_
             if (logits[i] < kth) logits[i] = -INFINITY;
         free(tmp);
     }
-    scored *sc = ivl_malloc((size_t)V * sizeof *sc);
     float mx = -INFINITY;
     for (int64_t i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0;
     for (int64_t i = 0; i < V; i++) {
-        sc[i].v = isinf(logits[i]) && logits[i] < 0 ? 0.0f : (float)exp(logits[i] - mx);
-        sc[i].i = (int32_t)i;
-        sum += sc[i].v;
+        probs[i] = logits[i] == -INFINITY ? 0.0f : (float)exp((double)logits[i] - mx);
+        sum += probs[i];
     }
-    for (int64_t i = 0; i < V; i++) sc[i].v = (float)(sc[i].v / sum);
-    qsort(sc, (size_t)V, sizeof *sc, cmp_scored_desc);
-    int64_t keep = V;
+    for (int64_t i = 0; i < V; i++) probs[i] = (float)(probs[i] / sum);
     if (s->top_p < 1.0f) {
-        // HF TopPLogitsWarper removes the tokens whose ascending cumulative probability is
-        // <= 1 - top_p; equivalently keep the smallest descending prefix reaching top_p.
+        // HF TopPLogitsWarper: sort ascending, remove the tokens whose cumulative probability
+        // is <= 1 - top_p, always keeping the most likely one; then renormalise (softmax of
+        // the surviving logits).
+        scored *sc = ivl_malloc((size_t)V * sizeof *sc);
+        for (int64_t i = 0; i < V; i++) sc[i] = (scored){probs[i], (int32_t)i};
+        qsort(sc, (size_t)V, sizeof *sc, cmp_scored_desc);   // descending; walk it backwards
         double cum = 0;
-        for (int64_t i = 0; i < V; i++) {
-            cum += sc[i].v;
-            if (cum >= s->top_p) { keep = i + 1; break; }
+        for (int64_t r = V - 1; r >= 1; r--) {
+            cum += sc[r].v;
+            if (cum <= 1.0 - s->top_p) probs[sc[r].i] = 0.0f;
+            else break;
         }
+        free(sc);
+        double kept = 0;
+        for (int64_t i = 0; i < V; i++) kept += probs[i];
+        for (int64_t i = 0; i < V; i++) probs[i] = (float)(probs[i] / kept);
     }
-    double total = 0;
-    for (int64_t i = 0; i < keep; i++) total += sc[i].v;
-    double u = rng_uniform(rng) * total, acc = 0;
-    int32_t pick = sc[keep - 1].i;
-    for (int64_t i = 0; i < keep; i++) {
-        acc += sc[i].v;
-        if (u < acc && sc[i].v > 0) { pick = sc[i].i; break; }
+}
+
+int32_t ivl_sample_next(float *logits, int64_t V, const int32_t *history, int n_history,
+                        const ivl_sampling *s, uint64_t *rng) {
+    if (!s->do_sample) {   // greedy, after the repetition penalty (HF applies it to greedy too)
+        apply_repetition_penalty(logits, V, history, n_history, s->repetition_penalty);
+        int64_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        return (int32_t)best;
     }
-    free(sc);
-    return pick;
+    float *probs = ivl_malloc((size_t)V * sizeof *probs);
+    ivl_sample_probs(logits, V, history, n_history, s, probs);
+    double u = rng_uniform(rng), acc = 0;   // inverse-CDF draw over the kept tokens
+    int32_t pick = -1, last = 0;
+    for (int64_t i = 0; i < V; i++) {
+        if (probs[i] <= 0) continue;
+        last = (int32_t)i;
+        acc += probs[i];
+        if (u < acc) { pick = (int32_t)i; break; }
+    }
+    free(probs);
+    return pick >= 0 ? pick : last;   // rounding left u above the total: the last kept token
 }
 
 void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,

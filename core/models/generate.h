@@ -39,7 +39,13 @@ typedef struct {
 
 ivl_sampling ivl_sampling_default(void);
 
-// Picks the next token from logits [V] (modified in place) given the tokens generated so far.
+// The sampling distribution over the vocabulary after Hugging Face's logits processors, in
+// generate()'s order: repetition penalty, temperature, top-k, top-p (then softmax).
+// logits [V] is modified in place; probs [V] receives the probabilities (0 = removed).
+void ivl_sample_probs(float *logits, int64_t V, const int32_t *history, int n_history,
+                      const ivl_sampling *s, float *probs);
+// Picks the next token from logits [V] (modified in place) given the tokens generated so far:
+// argmax when !do_sample, else one draw from ivl_sample_probs with the seeded generator.
 int32_t ivl_sample_next(float *logits, int64_t V, const int32_t *history, int n_history,
                         const ivl_sampling *s, uint64_t *rng_state);
 
