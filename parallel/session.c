@@ -21,7 +21,7 @@ int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
         s->model = &s->dist.model;
     } else {
         if (ivl_model_load(&s->local, s->be, &s->src.reader, &s->src.cfg, NULL, NULL, 1) != 0)
-            return ivl_errorf("%s: %s", model_path, ivl_last_error());
+            return -1;   // the loader's message names the file and the tensor
         s->model = &s->local;
     }
     return 0;
