@@ -188,6 +188,27 @@ def seeds_msg():
     put("fuzz_msg", "control", b"\x02" + field(1, 0, 3) + field(2, 0, 1) + field(3, 2, b"rank 1 failed"))
 
 
+def seeds_tar():
+    import tarfile
+    rng = np.random.default_rng(2)
+    jpg = image_bytes(Image.fromarray(rng.integers(0, 255, (6, 5, 3), dtype=np.uint8)), "JPEG")
+
+    def tar(members, mode="w"):
+        b = io.BytesIO()
+        with tarfile.open(fileobj=b, mode=mode, format=tarfile.USTAR_FORMAT) as t:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = 0
+                t.addfile(info, io.BytesIO(data))
+        return b.getvalue()
+    put("fuzz_tar", "webdataset.tar", b"\0" + tar([("000001.jpg", jpg), ("000001.txt", b"a cat"),
+                                                  ("000002.png", b"\x89PNG\r\n"),
+                                                  ("sub/000003.jpeg", jpg)]))
+    put("fuzz_tar", "escape.tar", b"\0" + tar([("../evil.jpg", jpg), ("/abs.jpg", jpg)]))
+    put("fuzz_tar", "list.txt", b"\1" + b"# images\na.jpg\nkey2\ta.jpg\n\nshard{00..03}.tar\n")
+
+
 def main():
     hf_dir, h5 = sys.argv[1], sys.argv[2]
     seeds_safetensors()
@@ -198,6 +219,7 @@ def main():
     seeds_chat()
     seeds_decode()
     seeds_msg()
+    seeds_tar()
 
 
 if __name__ == "__main__":

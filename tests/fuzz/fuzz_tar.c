@@ -1,0 +1,64 @@
+// fuzz_tar.c - the caption command's input readers on untrusted bytes (parallel/caption_input.h):
+// byte 0 even: the rest is a WebDataset tar shard, read member by member with
+// ivl_cap_reader_next (members of at most 64 KiB, so size limits are hit too); byte 0 odd:
+// the rest is a list file ("PATH" or "KEY<TAB>PATH" lines) given to ivl_cap_inputs_build,
+// and its text (up to the first newline) also goes through ivl_cap_expand_braces.
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/check.h"
+#include "fuzz_util.h"
+#include "parallel/caption_input.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    fuzz_init_common();
+    return 0;
+}
+
+static void read_tar(const uint8_t *data, size_t size) {
+    char *path = strdup(fuzz_write_file("shard.tar", data, size));
+    ivl_cap_unit u = {IVL_CAP_TAR, "shard", path, NULL, 0};
+    ivl_cap_reader *r = NULL;
+    if (ivl_cap_reader_open(&u, 64 << 10, &r) == 0) {
+        ivl_cap_item it;
+        for (int i = 0; i < 10000; i++) {
+            memset(&it, 0, sizeof it);
+            int rc = ivl_cap_reader_next(r, &it, NULL, NULL);
+            if (rc < 0 && !ivl_last_error()[0]) __builtin_trap();
+            if (rc <= 0) break;
+            if (!it.key || !it.source) __builtin_trap();
+            if (!it.error && !it.path && it.size > (64 << 10)) __builtin_trap();
+            ivl_cap_item_free(&it);
+        }
+        ivl_cap_reader_close(r);
+    }
+    free(path);
+}
+
+static void read_list(const uint8_t *data, size_t size) {
+    // An image the list may name by a relative path.
+    fuzz_write_file("a.jpg", "\xff\xd8\xff", 3);
+    char *path = strdup(fuzz_write_file("list.txt", data, size));
+    char *srcs[1] = {path};
+    ivl_cap_inputs in = {0};
+    ivl_cap_inputs_build(srcs, 1, 1 + (size % 7), &in);
+    ivl_cap_inputs_free(&in);   // also after a failure (what cmd_caption does)
+    free(path);
+    size_t n = 0;
+    while (n < size && n < 256 && data[n] != '\n' && data[n]) n++;
+    char *pat = malloc(n + 1);
+    memcpy(pat, data, n);
+    pat[n] = 0;
+    char **out = NULL;
+    int cnt = ivl_cap_expand_braces(pat, &out);
+    for (int i = 0; i < cnt; i++) free(out[i]);
+    free(out);
+    free(pat);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    if (data[0] & 1) read_list(data + 1, size - 1);
+    else read_tar(data + 1, size - 1);
+    return 0;
+}
