@@ -4,7 +4,9 @@
 # CI runs it after scripts/test.sh. Builds with -DIVL_SANITIZE=ON -DIVL_CUDA=OFF and runs ctest
 # with LeakSanitizer on, Open MPI's own leaks suppressed (docs env.md section 8: Open MPI 4.1
 # leaks ~120 KB per rank, and its frames only match suppressions with the slow unwinder).
-# mpirun forwards ASAN_OPTIONS/LSAN_OPTIONS/UBSAN_OPTIONS to the ranks (OMPI_MCA_mca_base_env_list).
+# Ranks launched on this node inherit mpirun's environment, so the exported ASAN_OPTIONS,
+# LSAN_OPTIONS and UBSAN_OPTIONS reach them (OMPI_MCA_mca_base_env_list cannot be used: Open MPI
+# refuses it together with the tests' own -x options).
 # Environment: CTEST_ARGS (extra ctest arguments, e.g. "-L weights"), JOBS (default nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +25,6 @@ echo "sanitize.sh: built in $(( t1 - t0 )) s"
 export ASAN_OPTIONS="fast_unwind_on_malloc=0:detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0:strict_string_checks=1"
 export LSAN_OPTIONS="suppressions=$SRC/scripts/lsan-openmpi.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-# Every mpirun forwards these to its ranks (no test has to know about sanitizers).
-export OMPI_MCA_mca_base_env_list="ASAN_OPTIONS;LSAN_OPTIONS;UBSAN_OPTIONS"
 # Python tests that load our shared libraries (none today) would need LD_PRELOAD of libasan.
 cd "$BUILD"
 ctest --output-on-failure -j "$JOBS" --timeout 900 -LE "fuzz|gpu" ${CTEST_ARGS:-}
