@@ -99,7 +99,7 @@ static int cmp_str(const void *a, const void *b) {
 
 // Recursive walk; rel is the path below the root ("" at the top).
 static int walk(const char *root, const char *rel, file_vec *f) {
-    char dir[4096];
+    char dir[8192];
     snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
     DIR *d = opendir(dir);
     if (!d) return ivl_errorf("cannot read the folder %s: %s", dir, strerror(errno));
@@ -115,9 +115,11 @@ static int walk(const char *root, const char *rel, file_vec *f) {
     qsort(names, (size_t)n, sizeof *names, cmp_str);
     int rc = 0;
     for (int i = 0; i < n; i++) {
-        char sub[4096], full[4096];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", names[i]);
-        snprintf(full, sizeof full, "%s/%s", root, sub);
+        char sub[4096], full[8192];
+        int l1 = snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", names[i]);
+        int l2 = snprintf(full, sizeof full, "%s/%s", root, sub);
+        if (rc == 0 && (l1 >= (int)sizeof sub || l2 >= (int)sizeof full))
+            rc = ivl_errorf("path too long under %s: %s/...", root, rel);
         struct stat st;
         if (rc == 0 && stat(full, &st) == 0) {
             if (S_ISDIR(st.st_mode))

@@ -80,8 +80,8 @@ int ivl_cap_out_open(const char *dir, const char *name, ivl_cap_out *o, int *com
     if (o->fd < 0)
         return ivl_errorf("cannot open the result file %s: %s (is the --out folder writable?)",
                           o->path, strerror(errno));
-    char *buf;
-    size_t len;
+    char *buf = NULL;
+    size_t len = 0;
     if (read_all(o->fd, o->path, &buf, &len) != 0) return -1;
     size_t good = ivl_cap_scan_lines(buf, len, &o->keys, &o->lines);
     free(buf);
