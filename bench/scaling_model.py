@@ -144,8 +144,9 @@ def report(model, decode_batch):
 
 def check(path):
     """Measured payload bytes per rank (internvl bench, MPI, f32) vs the byte model."""
-    print("| preset | layout | phase | params | measured bytes/rank | model bytes/rank | ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print("| preset | layout | phase | params, rank | measured bytes/rank | model bytes/rank | ratio "
+          "| measured comm ms | alpha-beta comm ms | step ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for line in open(path):
         r = json.loads(line)
         if r.get("phase") not in ("prefill", "decode", "vit") or r.get("skipped") or r.get("backend") == "torch":
@@ -157,14 +158,16 @@ def check(path):
         m = CHECK_MODELS[r["preset"]]
         D, L, V = m["D"], m["L"], m["V"]
         e = 4   # f32 on the CPU backend
-        rank_bytes = []
+        rank_bytes, rank_calls = [], []
         for rank in range(w):
             stage, tr = rank // t, rank % t
             first, last = stage == 0, stage == p - 1
             layers = L // p + (1 if stage < L % p else 0)
+            calls = 1
             if r["phase"] == "vit":
                 b = par["tiles"] * 256 * D * e   # world all-reduce of the embeddings
             else:
+                calls = (layers * 2 + (1 if first else 0) + (1 if last else 0)) * (t > 1) + 1 + (not last) + (not first)
                 B = par["batch"]
                 n = B * (par.get("prompt_len") or 1)
                 b = 0
@@ -176,15 +179,20 @@ def check(path):
                     b += n * D * e                      # send to the next stage
                 b += B * V * 4                          # logits broadcast (root and receivers count it)
             rank_bytes.append(b)
+            rank_calls.append(calls)
         meas = [x["comm_bytes"] for x in r["ranks"]]
         ps = " ".join("%s=%s" % (k, v) for k, v in sorted(par.items()) if k != "note")
         for rank in range(w):
             ratio = meas[rank] / rank_bytes[rank] if rank_bytes[rank] else float("nan")
-            print("| %s | tp%d pp%d | %s | %s | %s | %s | %.3f |" % (
+            # shared-memory MPI on this box (bench_comm, np 2): ~3 us per call, ~5 GB/s
+            pred = rank_calls[rank] * MPI_ALPHA + rank_bytes[rank] / MPI_BW
+            print("| %s | tp%d pp%d | %s | %s | %s | %s | %.3f | %.2f | %.2f | %.2f |" % (
                 r["preset"], t, p, r["phase"], ps + " r%d" % rank, "{:,}".format(int(meas[rank])),
-                "{:,}".format(int(rank_bytes[rank])), ratio))
+                "{:,}".format(int(rank_bytes[rank])), ratio, 1e3 * r["ranks"][rank]["comm_s"],
+                1e3 * pred, 1e3 * r["time_s"]["median"]))
 
 
+MPI_ALPHA, MPI_BW = 3e-6, 5.0e9   # measured here: bench_comm allreduce, 2 ranks, 4 KB .. 4 MB
 CHECK_MODELS = {   # the presets used in the measured MPI runs (bench/driver/presets.c)
     "tiny-v15": dict(D=96, L=4, V=1024),
     "tiny": dict(D=64, L=4, V=1024),
