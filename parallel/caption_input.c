@@ -112,7 +112,7 @@ static int walk(const char *root, const char *rel, file_vec *f) {
         names[n++] = ivl_strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n) qsort(names, (size_t)n, sizeof *names, cmp_str);   // names is NULL when empty
     int rc = 0;
     for (int i = 0; i < n; i++) {
         char sub[4096], full[8192];
