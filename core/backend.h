@@ -97,6 +97,15 @@ struct ivl_backend {
                           int version);
     // ids_host[r] = argmax over row r of logits [R, V] (first maximum wins).
     void (*argmax)(ivl_backend *be, const ivl_tensor *logits, int32_t *ids_host);
+
+    // ---- statistics that span tensor-parallel ranks (InternViT-6B q/k RMSNorm) ----
+    // ss[r] = sum over columns of x[r, c]^2. ss is an F32 tensor of rows(x) elements on this
+    // backend (alloc it with dtype IVL_F32), whatever be->dtype is.
+    void (*sumsq_rows)(ivl_backend *be, ivl_tensor *ss, const ivl_tensor *x);
+    // RMSNorm whose row statistics cover n features spread over ranks: y = x * rsqrt(ss[r] / n
+    // + eps) * w, with ss the F32 sums of squares already summed over the ranks. In place ok.
+    void (*rmsnorm_ss)(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *ss,
+                       const ivl_tensor *w, int64_t n, float eps);
 };
 
 // Backends. ivl_backend_create("cpu" | "cuda" | "auto", device_index):

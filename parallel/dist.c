@@ -39,6 +39,11 @@ static void tp_allreduce(void *comm, ivl_backend *be, ivl_tensor *t) {
     d->ops->allreduce(&d->topo.tp, t->data, (size_t)ivl_tensor_numel(t), t->dtype, IVL_COMM_SUM);
 }
 
+static void vit_tp_allreduce(void *comm, ivl_backend *be, ivl_tensor *t) {
+    ivl_dist *d = comm;
+    d->ops->allreduce(&d->topo.vit_tp, t->data, (size_t)ivl_tensor_numel(t), t->dtype, IVL_COMM_SUM);
+}
+
 static void tp_allgather_cols(void *comm, ivl_backend *be, ivl_tensor *out, const ivl_tensor *local) {
     ivl_dist *d = comm;
     const int P = d->topo.tp.size;
@@ -61,10 +66,7 @@ static void tp_allgather_cols(void *comm, ivl_backend *be, ivl_tensor *out, cons
 int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,
                   const ivl_model_config *cfg, const ivl_parallel_opts *o) {
     memset(d, 0, sizeof *d);
-    if (o->vit_tp > 1)
-        return ivl_errorf("--vit-tp %d: splitting the ViT over ranks is not implemented; every "
-                          "rank holds the ViT and tiles are sharded (use --vit-tp 1)", o->vit_tp);
-    if (ivl_topology_create(&d->topo, o->tp, o->pp, 1) != 0) return -1;
+    if (ivl_topology_create(&d->topo, o->tp, o->pp, o->vit_tp) != 0) return -1;
     d->ops = strcmp(be->name, "cpu") ? ivl_comm_device_ops() : ivl_comm_mpi_ops();
     IVL_CHECK(d->ops, "no collective backend for the %s backend", be->name);
     int first[1025];
@@ -79,9 +81,8 @@ int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,
     char desc[256];
     ivl_topology_describe(&d->topo, desc, sizeof desc);
     LOG_DEBUG("%s, layers [%d, %d)", desc, first[stage], first[stage + 1]);
-    if (ivl_model_load(&d->model, be, r, cfg, &shard, &tp, 1) != 0) return -1;
-    // The model's tp context must point at this struct (it was copied before d was final).
-    d->model.tp.comm = d;
+    ivl_tp_ctx vit_tp = {d->topo.vit_tp.rank, d->topo.vit_tp.size, d, vit_tp_allreduce, NULL};
+    if (ivl_model_load_ex(&d->model, be, r, cfg, &shard, &tp, &vit_tp) != 0) return -1;
     d->microbatches = o->microbatches > 0 ? o->microbatches : o->pp;
     d->logits_root = ivl_layout_rank(&d->topo.layout, o->pp - 1, 0);
     return 0;
@@ -103,14 +104,18 @@ void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tens
     ivl_backend *be = d->model.be;
     const int64_t tiles = pixels_host->shape[0];
     const int64_t per = d->model.cfg.proj.tokens_per_tile, D = d->model.cfg.proj.out_dim;
-    const int n = d->topo.world.size, me = d->topo.world.rank;
+    // Tiles are sharded over the vision data-parallel groups; the ranks of one --vit-tp group
+    // encode the same tiles together and only its first rank contributes the result.
+    const int n = d->topo.vit_dp.size, me = d->topo.vit_dp.rank;
     *embeds = ivl_backend_alloc_2d(be, tiles * per, D);   // zeroed
-    int64_t t0 = tiles * me / n, t1 = tiles * (me + 1) / n;   // this rank's contiguous share
+    int64_t t0 = tiles * me / n, t1 = tiles * (me + 1) / n;   // this group's contiguous share
     if (t1 > t0) {
         ivl_tensor mine = ivl_tensor_slice(pixels_host, t0, t1 - t0), part;
         ivl_model_encode_images(&d->model, &mine, &part, NULL);
-        ivl_tensor dst = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
-        be->copy(be, &dst, &part);
+        if (d->topo.vit_tp.rank == 0) {
+            ivl_tensor dst = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
+            be->copy(be, &dst, &part);
+        }
         be->free(be, &part);
     }
     if (tiles > 0)

@@ -9,9 +9,11 @@
 //       vocab-parallel embedding (+ all-reduce) and LM head (+ all-gather) (core/models/llm.h).
 //   PP: stage s receives hidden states from stage s-1 and sends to s+1; a step's sequences
 //       are cut into micro-batches so stage s works on micro-batch m while s+1 works on m-1.
-//   Vision: every rank holds the ViT and projector and encodes a contiguous share of the
-//       batch's tiles; its rows go into a zeroed [tiles*256, D] buffer and one all-reduce over
-//       the world gives every rank (the first stage needs it) all image embeddings.
+//   Vision: by default every rank holds the ViT and projector and encodes a contiguous share
+//       of the batch's tiles; with --vit-tp V, groups of V ranks split the ViT (heads and MLP,
+//       core/models/vit.h) and each group encodes a share. The rows go into a zeroed
+//       [tiles*256, D] buffer and one all-reduce over the world gives every rank (the first
+//       stage needs it) all image embeddings.
 #ifndef IVL_PARALLEL_DIST_H
 #define IVL_PARALLEL_DIST_H
 
@@ -22,7 +24,7 @@
 
 typedef struct {
     int tp, pp;               // LLM layout (world must equal tp * pp)
-    int vit_tp;               // ranks splitting one ViT; 1 = replicated ViT (only 1 is supported)
+    int vit_tp;               // ranks splitting one ViT (heads and MLP); 1 = every rank holds it
     const char *pp_layers;    // "12,12": layers per stage; NULL = even split
     int microbatches;         // pipeline micro-batches per step; 0 = pp
 } ivl_parallel_opts;

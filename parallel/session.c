@@ -11,7 +11,7 @@ int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
     ivl_parallel_opts one = {1, 1, 1, NULL, 0};
     if (!popt) popt = &one;
     s->rank = ivl_comm_world_rank();
-    s->distributed = ivl_comm_world_size() > 1 || popt->tp > 1 || popt->pp > 1;
+    s->distributed = ivl_comm_world_size() > 1 || popt->tp > 1 || popt->pp > 1 || popt->vit_tp > 1;
     if (ivl_model_source_open(model_path, &s->src) != 0) return -1;
     ivl_fault_point("load");
     if (ivl_model_source_tokenizer(&s->src, &s->tok) != 0) return -1;

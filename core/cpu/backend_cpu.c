@@ -142,6 +142,26 @@ static void cpu_rmsnorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, con
     ivl_cpu_rmsnorm(F(y), F(x), F(w), ivl_tensor_rows(x), ivl_tensor_cols(x), eps);
 }
 
+static void cpu_sumsq_rows(ivl_backend *be, ivl_tensor *ss, const ivl_tensor *x) {
+    check_arg("sumsq_rows", "x", x);
+    IVL_CHECK(ss->dtype == IVL_F32 && ss->data, "cpu sumsq_rows: ss must be an F32 tensor");
+    check_numel("sumsq_rows", "ss", ss, ivl_tensor_rows(x));
+    ivl_cpu_sumsq_rows(F(ss), F(x), ivl_tensor_rows(x), ivl_tensor_cols(x));
+}
+
+static void cpu_rmsnorm_ss(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,
+                           const ivl_tensor *ss, const ivl_tensor *w, int64_t n, float eps) {
+    check_arg("rmsnorm_ss", "y", y);
+    check_arg("rmsnorm_ss", "x", x);
+    check_arg("rmsnorm_ss", "w", w);
+    check_same("rmsnorm_ss", y, x);
+    check_numel("rmsnorm_ss", "w", w, ivl_tensor_cols(x));
+    IVL_CHECK(ss->dtype == IVL_F32 && ss->data, "cpu rmsnorm_ss: ss must be an F32 tensor");
+    check_numel("rmsnorm_ss", "ss", ss, ivl_tensor_rows(x));
+    IVL_CHECK(n >= ivl_tensor_cols(x), "cpu rmsnorm_ss: n %lld < row width", (long long)n);
+    ivl_cpu_rmsnorm_ss(F(y), F(x), F(ss), F(w), ivl_tensor_rows(x), ivl_tensor_cols(x), n, eps);
+}
+
 static void cpu_layernorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,
                           const ivl_tensor *w, const ivl_tensor *b, float eps) {
     check_arg("layernorm", "y", y);
@@ -339,6 +359,8 @@ ivl_backend *ivl_backend_cpu_create(void) {
         .patch_embed = cpu_patch_embed,
         .pixel_shuffle = cpu_pixel_shuffle,
         .argmax = cpu_argmax,
+        .sumsq_rows = cpu_sumsq_rows,
+        .rmsnorm_ss = cpu_rmsnorm_ss,
     };
     int nt = ivl_cpu_threads();
     snprintf(be->device_name, sizeof be->device_name, "x86_64 CPU, %d thread%s", nt,

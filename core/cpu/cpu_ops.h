@@ -31,6 +31,9 @@ void ivl_cpu_matmul(float *y, const float *x, const float *w, const float *bias,
                     int64_t N, int64_t K);
 
 // ---- norm.c (in place ok: y == x) ----
+void ivl_cpu_sumsq_rows(float *ss, const float *x, int64_t rows, int64_t cols);
+void ivl_cpu_rmsnorm_ss(float *y, const float *x, const float *ss, const float *w, int64_t rows,
+                        int64_t cols, int64_t n, float eps);
 void ivl_cpu_rmsnorm(float *y, const float *x, const float *w, int64_t rows, int64_t cols,
                      float eps);
 void ivl_cpu_layernorm(float *y, const float *x, const float *w, const float *b, int64_t rows,

@@ -53,3 +53,24 @@ void ivl_cpu_layernorm(float *y, const float *x, const float *w, const float *b,
     for (int64_t r = 0; r < rows; r++)
         layernorm_row(y + r * cols, x + r * cols, w, b, cols, eps);
 }
+
+// Row sums of squares (in double, stored as f32) and the RMSNorm that uses sums made over
+// several ranks' column blocks (tensor-parallel q/k norm of InternViT-6B).
+void ivl_cpu_sumsq_rows(float *ss, const float *x, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0.0;
+        const float *xr = x + r * cols;
+        for (int64_t i = 0; i < cols; i++) s += (double)xr[i] * xr[i];
+        ss[r] = (float)s;
+    }
+}
+
+void ivl_cpu_rmsnorm_ss(float *y, const float *x, const float *ss, const float *w, int64_t rows,
+                        int64_t cols, int64_t n, float eps) {
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        float inv = (float)(1.0 / sqrt((double)ss[r] / (double)n + (double)eps));
+        for (int64_t i = 0; i < cols; i++) y[r * cols + i] = x[r * cols + i] * inv * w[i];
+    }
+}

@@ -302,6 +302,8 @@ IVL_EXPORT ivl_backend *ivl_cuda_backend_create(int device) {
     be->synchronize = cu_synchronize;
     be->matmul = cuda_op_matmul;
     be->rmsnorm = cuda_op_rmsnorm;
+    be->sumsq_rows = cuda_op_sumsq_rows;
+    be->rmsnorm_ss = cuda_op_rmsnorm_ss;
     be->layernorm = cuda_op_layernorm;
     be->gelu = cuda_op_gelu;
     be->silu_mul = cuda_op_silu_mul;

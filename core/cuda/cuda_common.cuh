@@ -136,6 +136,9 @@ void cuda_op_matmul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const i
                     const ivl_tensor *bias);
 void cuda_matmul_plans_free(cuda_ctx *c);
 // norm.cu
+void cuda_op_sumsq_rows(ivl_backend *be, ivl_tensor *ss, const ivl_tensor *x);
+void cuda_op_rmsnorm_ss(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *ss,
+                        const ivl_tensor *w, int64_t n, float eps);
 void cuda_op_rmsnorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
                      float eps);
 void cuda_op_layernorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,

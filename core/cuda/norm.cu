@@ -102,3 +102,56 @@ void cuda_op_layernorm(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x,
                    b ? (const T *)b->data : (const T *)nullptr, cols, eps));
     CUDA_LAUNCHED(c, "layernorm_kernel");
 }
+
+// ---- statistics over tensor-parallel column blocks (InternViT-6B q/k norm) ----
+
+template <typename T>
+__global__ void sumsq_rows_kernel(float *ss, const T *x, int64_t cols) {
+    __shared__ float sh[32];
+    const T *xr = x + blockIdx.x * cols;
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+        float v = to_f32(xr[i]);
+        s += v * v;
+    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) ss[blockIdx.x] = s;
+}
+
+template <typename T>
+__global__ void rmsnorm_ss_kernel(T *y, const T *x, const float *ss, const T *w, int64_t cols,
+                                  float n, float eps) {
+    const T *xr = x + blockIdx.x * cols;
+    T *yr = y + blockIdx.x * cols;
+    float r = rsqrtf(ss[blockIdx.x] / n + eps);
+    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x)
+        yr[i] = from_f32<T>(round_t<T>(to_f32(xr[i]) * r) * to_f32(w[i]));
+}
+
+void cuda_op_sumsq_rows(ivl_backend *be, ivl_tensor *ss, const ivl_tensor *x) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    cuda_check_tensor(be, x, "sumsq_rows", "x");
+    IVL_CHECK(ss->dtype == IVL_F32 && ss->data && ivl_tensor_numel(ss) == ivl_tensor_rows(x),
+              "cuda sumsq_rows: ss must be an F32 tensor of %lld values",
+              (long long)ivl_tensor_rows(x));
+    int64_t rows = ivl_tensor_rows(x), cols = ivl_tensor_cols(x);
+    if (!rows || !cols) return;
+    DISPATCH_T(be->dtype, sumsq_rows_kernel<T><<<(unsigned)rows, norm_threads(cols), 0, c->stream>>>(
+                              (float *)ss->data, (const T *)x->data, cols));
+    CUDA_LAUNCHED(c, "sumsq_rows_kernel");
+}
+
+void cuda_op_rmsnorm_ss(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *ss,
+                        const ivl_tensor *w, int64_t n, float eps) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    norm_checks(be, y, x, w, "rmsnorm_ss");
+    IVL_CHECK(ss->dtype == IVL_F32 && ss->data && ivl_tensor_numel(ss) == ivl_tensor_rows(x),
+              "cuda rmsnorm_ss: ss must be an F32 tensor of %lld values",
+              (long long)ivl_tensor_rows(x));
+    int64_t rows = ivl_tensor_rows(x), cols = ivl_tensor_cols(x);
+    if (!rows || !cols) return;
+    DISPATCH_T(be->dtype, rmsnorm_ss_kernel<T><<<(unsigned)rows, norm_threads(cols), 0, c->stream>>>(
+                              (T *)y->data, (const T *)x->data, (const float *)ss->data,
+                              (const T *)w->data, cols, (float)n, eps));
+    CUDA_LAUNCHED(c, "rmsnorm_ss_kernel");
+}

@@ -8,6 +8,13 @@
 int ivl_model_load(ivl_model *m, ivl_backend *be, const ivl_weight_reader *r,
                    const ivl_model_config *cfg, const ivl_llm_shard *shard,
                    const ivl_tp_ctx *tp, int load_vision) {
+    ivl_tp_ctx single = ivl_tp_single();
+    return ivl_model_load_ex(m, be, r, cfg, shard, tp, load_vision ? &single : NULL);
+}
+
+int ivl_model_load_ex(ivl_model *m, ivl_backend *be, const ivl_weight_reader *r,
+                      const ivl_model_config *cfg, const ivl_llm_shard *shard,
+                      const ivl_tp_ctx *tp, const ivl_tp_ctx *vit_tp) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->be = be;
@@ -30,8 +37,11 @@ int ivl_model_load(ivl_model *m, ivl_backend *be, const ivl_weight_reader *r,
     } else if (ivl_llm_shard_init(&m->cfg.llm, 0, 1, 0, cfg->llm.layers, &m->shard) != 0) {
         return -1;
     }
-    if (load_vision) {
-        if (ivl_vit_load(be, r, &m->cfg.vit, &m->vit) != 0) return -1;
+    if (vit_tp) {
+        m->vit_tp = *vit_tp;
+        ivl_vit_shard vs;
+        if (ivl_vit_shard_init(&m->cfg.vit, vit_tp->rank, vit_tp->size, &vs) != 0) return -1;
+        if (ivl_vit_load(be, r, &m->cfg.vit, &vs, &m->vit) != 0) return -1;
         if (ivl_projector_load(be, r, &m->cfg.proj, &m->proj) != 0) return -1;
         m->has_vision = 1;
     }
@@ -54,7 +64,7 @@ void ivl_model_encode_images(ivl_model *m, const ivl_tensor *pixels_host, ivl_te
     const int64_t P = (int64_t)m->cfg.vit.grid * m->cfg.vit.grid;
     ivl_tensor pixels = ivl_backend_from_host(be, pixels_host);
     ivl_tensor vit_out = ivl_backend_alloc_2d(be, tiles * P, m->cfg.vit.hidden);
-    ivl_vit_forward(be, &m->cfg.vit, &m->vit, &pixels, &vit_out, dump);
+    ivl_vit_forward(be, &m->cfg.vit, &m->vit, &m->vit_tp, &pixels, &vit_out, dump);
     *embeds = ivl_backend_alloc_2d(be, tiles * m->cfg.proj.tokens_per_tile, m->cfg.proj.out_dim);
     ivl_projector_forward(be, &m->cfg.proj, &m->proj, m->cfg.vit.grid, &vit_out, embeds, dump);
     ivl_dump_tensor(dump, "vision_embeds", be, embeds);

@@ -21,7 +21,8 @@ typedef struct {
     ivl_projector_weights proj;
     ivl_llm_shard shard;
     ivl_llm_weights llm;
-    ivl_tp_ctx tp;
+    ivl_tp_ctx tp;                // the LLM's tensor-parallel group
+    ivl_tp_ctx vit_tp;            // the ViT's tensor-parallel group (--vit-tp; size 1 = whole ViT)
 } ivl_model;
 
 // Loads the parts this rank needs. cfg->llm.vocab is set from the stored embedding shape.
@@ -29,6 +30,11 @@ typedef struct {
 int ivl_model_load(ivl_model *m, ivl_backend *be, const ivl_weight_reader *r,
                    const ivl_model_config *cfg, const ivl_llm_shard *shard,
                    const ivl_tp_ctx *tp, int load_vision);
+// The same with the ViT split over a tensor-parallel group: vit_tp NULL = no vision on this
+// rank; size 1 = the whole ViT.
+int ivl_model_load_ex(ivl_model *m, ivl_backend *be, const ivl_weight_reader *r,
+                      const ivl_model_config *cfg, const ivl_llm_shard *shard,
+                      const ivl_tp_ctx *tp, const ivl_tp_ctx *vit_tp);
 void ivl_model_free(ivl_model *m);
 
 // pixels: host F32 [tiles, 3, S, S] -> embeds: backend [tiles * 256, D] (allocated here).

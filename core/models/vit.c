@@ -24,41 +24,70 @@ static int load_norm(ivl_backend *be, const ivl_weight_reader *r, const ivl_vit_
     return 0;
 }
 
+int ivl_vit_shard_init(const ivl_vit_config *c, int rank, int size, ivl_vit_shard *s) {
+    if (size < 1 || rank < 0 || rank >= size)
+        return ivl_errorf("bad ViT tensor-parallel rank %d of %d", rank, size);
+    if (size > c->heads)
+        return ivl_errorf("--vit-tp %d is larger than the ViT's %d heads", size, c->heads);
+    s->rank = rank;
+    s->size = size;
+    s->head0 = (int)((int64_t)c->heads * rank / size);
+    s->heads = (int)((int64_t)c->heads * (rank + 1) / size) - s->head0;
+    s->inter0 = (int64_t)c->intermediate * rank / size;
+    s->inter = (int64_t)c->intermediate * (rank + 1) / size - s->inter0;
+    return 0;
+}
+
+// A row block of a weight, or a slice of a vector.
+static int load_rows(ivl_backend *be, const ivl_weight_reader *r, const char *name, int64_t r0,
+                     int64_t n, int64_t cols, ivl_tensor *out) {
+    if (ivl_load_tensor(be, r, name, IVL_READ_ROWS, r0, n, n, cols, out)) return -1;
+    if (cols == 1) *out = ivl_tensor_reshape(out, 1, &n);
+    return 0;
+}
+
 static int load_layer(ivl_backend *be, const ivl_weight_reader *r, const ivl_vit_config *c,
-                      int l, ivl_vit_layer *L) {
+                      const ivl_vit_shard *sh, int l, ivl_vit_layer *L) {
     char p[96], n[160];
-    const int64_t C = c->hidden, I = c->intermediate;
+    const int64_t C = c->hidden, hd = c->head_dim;
+    const int64_t f0 = sh->head0 * hd, F = sh->heads * hd;   // this rank's q/k/v features
+    const int64_t i0 = sh->inter0, I = sh->inter;
+    const int owner = sh->rank == 0;   // adds the row-parallel biases, once per group
     snprintf(p, sizeof p, "vision.layers.%d", l);
 #define NAME(fmt) (snprintf(n, sizeof n, "%s." fmt, p), n)
     if (load_norm(be, r, c, NAME("norm1"), &L->norm1_w, &L->norm1_b)) return -1;
     if (load_norm(be, r, c, NAME("norm2"), &L->norm2_w, &L->norm2_b)) return -1;
-    if (ivl_load_2d(be, r, NAME("attn.q.weight"), C, C, &L->q_w)) return -1;
-    if (ivl_load_2d(be, r, NAME("attn.k.weight"), C, C, &L->k_w)) return -1;
-    if (ivl_load_2d(be, r, NAME("attn.v.weight"), C, C, &L->v_w)) return -1;
+    if (load_rows(be, r, NAME("attn.q.weight"), f0, F, C, &L->q_w)) return -1;
+    if (load_rows(be, r, NAME("attn.k.weight"), f0, F, C, &L->k_w)) return -1;
+    if (load_rows(be, r, NAME("attn.v.weight"), f0, F, C, &L->v_w)) return -1;
     if (c->qkv_bias) {
-        if (ivl_load_1d(be, r, NAME("attn.q.bias"), C, &L->q_b)) return -1;
-        if (ivl_load_1d(be, r, NAME("attn.k.bias"), C, &L->k_b)) return -1;
-        if (ivl_load_1d(be, r, NAME("attn.v.bias"), C, &L->v_b)) return -1;
+        if (load_rows(be, r, NAME("attn.q.bias"), f0, F, 1, &L->q_b)) return -1;
+        if (load_rows(be, r, NAME("attn.k.bias"), f0, F, 1, &L->k_b)) return -1;
+        if (load_rows(be, r, NAME("attn.v.bias"), f0, F, 1, &L->v_b)) return -1;
     }
     if (c->qk_norm) {
-        if (ivl_load_1d(be, r, NAME("attn.q_norm.weight"), C, &L->q_norm_w)) return -1;
-        if (ivl_load_1d(be, r, NAME("attn.k_norm.weight"), C, &L->k_norm_w)) return -1;
+        if (load_rows(be, r, NAME("attn.q_norm.weight"), f0, F, 1, &L->q_norm_w)) return -1;
+        if (load_rows(be, r, NAME("attn.k_norm.weight"), f0, F, 1, &L->k_norm_w)) return -1;
     }
-    if (ivl_load_2d(be, r, NAME("attn.proj.weight"), C, C, &L->proj_w)) return -1;
-    if (ivl_load_1d(be, r, NAME("attn.proj.bias"), C, &L->proj_b)) return -1;
+    if (ivl_load_tensor(be, r, NAME("attn.proj.weight"), IVL_READ_COLS, f0, F, C, F, &L->proj_w))
+        return -1;
+    if (owner && ivl_load_1d(be, r, NAME("attn.proj.bias"), C, &L->proj_b)) return -1;
     if (ivl_load_1d(be, r, NAME("ls1"), C, &L->ls1)) return -1;
     if (ivl_load_1d(be, r, NAME("ls2"), C, &L->ls2)) return -1;
-    if (ivl_load_2d(be, r, NAME("mlp.fc1.weight"), I, C, &L->fc1_w)) return -1;
-    if (ivl_load_1d(be, r, NAME("mlp.fc1.bias"), I, &L->fc1_b)) return -1;
-    if (ivl_load_2d(be, r, NAME("mlp.fc2.weight"), C, I, &L->fc2_w)) return -1;
-    if (ivl_load_1d(be, r, NAME("mlp.fc2.bias"), C, &L->fc2_b)) return -1;
+    if (load_rows(be, r, NAME("mlp.fc1.weight"), i0, I, C, &L->fc1_w)) return -1;
+    if (load_rows(be, r, NAME("mlp.fc1.bias"), i0, I, 1, &L->fc1_b)) return -1;
+    if (ivl_load_tensor(be, r, NAME("mlp.fc2.weight"), IVL_READ_COLS, i0, I, C, I, &L->fc2_w))
+        return -1;
+    if (owner && ivl_load_1d(be, r, NAME("mlp.fc2.bias"), C, &L->fc2_b)) return -1;
 #undef NAME
     return 0;
 }
 
 int ivl_vit_load(ivl_backend *be, const ivl_weight_reader *r, const ivl_vit_config *c,
-                 ivl_vit_weights *w) {
+                 const ivl_vit_shard *shard, ivl_vit_weights *w) {
     memset(w, 0, sizeof *w);
+    if (shard) w->shard = *shard;
+    else if (ivl_vit_shard_init(c, 0, 1, &w->shard) != 0) return -1;
     const int64_t C = c->hidden, P = c->patch_size, G = c->grid;
     if (ivl_load_2d(be, r, "vision.class_embedding", 1, C, &w->class_embedding)) return -1;
     if (ivl_load_2d(be, r, "vision.patch_embedding.weight", C, 3 * P * P, &w->patch_w)) return -1;
@@ -67,7 +96,7 @@ int ivl_vit_load(ivl_backend *be, const ivl_weight_reader *r, const ivl_vit_conf
         return -1;
     w->layers = ivl_calloc((size_t)c->layers, sizeof *w->layers);
     for (int l = 0; l < c->layers; l++)
-        if (load_layer(be, r, c, l, &w->layers[l])) return -1;
+        if (load_layer(be, r, c, &w->shard, l, &w->layers[l])) return -1;
     return 0;
 }
 
@@ -98,7 +127,25 @@ static const ivl_tensor *opt(const ivl_tensor *t) { return t->data ? t : NULL; }
 // Scratch buffers for one chunk of tiles.
 typedef struct {
     ivl_tensor x, h, q, k, v, attn, mlp, patches;
+    ivl_tensor ss;   // F32 [rows]: q/k sums of squares (tensor-parallel q/k norm)
 } vit_scratch;
+
+static void allreduce(const ivl_tp_ctx *tp, ivl_backend *be, ivl_tensor *t) {
+    if (tp && tp->size > 1) tp->allreduce_sum(tp->comm, be, t);
+}
+
+// RMSNorm of q or k over the full width C (all heads jointly, spec 2), also when this rank
+// holds only some of the heads: the sums of squares are summed over the group first.
+static void qk_norm(ivl_backend *be, const ivl_vit_config *c, const ivl_tp_ctx *tp,
+                    ivl_tensor *x, const ivl_tensor *w, ivl_tensor *ss) {
+    if (!tp || tp->size == 1) {
+        be->rmsnorm(be, x, x, w, c->norm_eps);
+        return;
+    }
+    be->sumsq_rows(be, ss, x);
+    tp->allreduce_sum(tp->comm, be, ss);
+    be->rmsnorm_ss(be, x, x, ss, w, c->hidden, c->norm_eps);
+}
 
 static void dump_tiles(const ivl_dump *d, const char *name, ivl_backend *be, const ivl_tensor *x,
                        int64_t tiles, int64_t n, int64_t C) {
@@ -108,33 +155,39 @@ static void dump_tiles(const ivl_dump *d, const char *name, ivl_backend *be, con
 }
 
 // One encoder layer over M = tiles * N tokens (spec 2, step 4).
-static void vit_layer_forward(ivl_backend *be, const ivl_vit_config *c, const ivl_vit_layer *L,
-                              vit_scratch *s, int64_t tiles, int64_t N) {
-    const int H = c->heads, hd = c->head_dim;
+static void vit_layer_forward(ivl_backend *be, const ivl_vit_config *c, const ivl_vit_shard *sh,
+                              const ivl_tp_ctx *tp, const ivl_vit_layer *L, vit_scratch *s,
+                              int64_t tiles, int64_t N) {
+    const int H = sh->heads, hd = c->head_dim;
     norm(be, c, &s->h, &s->x, &L->norm1_w, opt(&L->norm1_b));
     be->matmul(be, &s->q, &s->h, &L->q_w, opt(&L->q_b));
     be->matmul(be, &s->k, &s->h, &L->k_w, opt(&L->k_b));
     be->matmul(be, &s->v, &s->h, &L->v_w, opt(&L->v_b));
     if (c->qk_norm) {   // RMSNorm over all heads jointly, not per head
-        be->rmsnorm(be, &s->q, &s->q, &L->q_norm_w, c->norm_eps);
-        be->rmsnorm(be, &s->k, &s->k, &L->k_norm_w, c->norm_eps);
+        qk_norm(be, c, tp, &s->q, &L->q_norm_w, &s->ss);
+        qk_norm(be, c, tp, &s->k, &L->k_norm_w, &s->ss);
     }
     for (int64_t t = 0; t < tiles; t++) {   // bidirectional attention within each tile
         ivl_tensor q = ivl_tensor_slice(&s->q, t * N, N), k = ivl_tensor_slice(&s->k, t * N, N);
         ivl_tensor v = ivl_tensor_slice(&s->v, t * N, N), o = ivl_tensor_slice(&s->attn, t * N, N);
         be->attention(be, &o, &q, &k, &v, H, H, hd, 0, 0, 1.0f / sqrtf((float)hd));
     }
-    be->matmul(be, &s->h, &s->attn, &L->proj_w, &L->proj_b);
+    be->matmul(be, &s->h, &s->attn, &L->proj_w, opt(&L->proj_b));
+    allreduce(tp, be, &s->h);
     be->add_scaled(be, &s->x, &s->h, &L->ls1);
     norm(be, c, &s->h, &s->x, &L->norm2_w, opt(&L->norm2_b));
     be->matmul(be, &s->mlp, &s->h, &L->fc1_w, &L->fc1_b);
     be->gelu(be, &s->mlp, &s->mlp);
-    be->matmul(be, &s->h, &s->mlp, &L->fc2_w, &L->fc2_b);
+    be->matmul(be, &s->h, &s->mlp, &L->fc2_w, opt(&L->fc2_b));
+    allreduce(tp, be, &s->h);
     be->add_scaled(be, &s->x, &s->h, &L->ls2);
 }
 
 void ivl_vit_forward(ivl_backend *be, const ivl_vit_config *c, const ivl_vit_weights *w,
-                     const ivl_tensor *pixels, ivl_tensor *out, const ivl_dump *dump) {
+                     const ivl_tp_ctx *tp, const ivl_tensor *pixels, ivl_tensor *out,
+                     const ivl_dump *dump) {
+    const ivl_vit_shard *sh = &w->shard;
+    const int64_t F = (int64_t)sh->heads * c->head_dim;   // local q/k/v width
     const int64_t B = pixels->shape[0], C = c->hidden, P = (int64_t)c->grid * c->grid;
     const int64_t N = P + 1;   // CLS + patches
     IVL_CHECK(pixels->ndim == 4 && pixels->shape[1] == 3 && pixels->shape[2] == c->image_size &&
@@ -148,11 +201,12 @@ void ivl_vit_forward(ivl_backend *be, const ivl_vit_config *c, const ivl_vit_wei
     vit_scratch s;
     s.x = ivl_backend_alloc_2d(be, chunk * N, C);
     s.h = ivl_backend_alloc_2d(be, chunk * N, C);
-    s.q = ivl_backend_alloc_2d(be, chunk * N, C);
-    s.k = ivl_backend_alloc_2d(be, chunk * N, C);
-    s.v = ivl_backend_alloc_2d(be, chunk * N, C);
-    s.attn = ivl_backend_alloc_2d(be, chunk * N, C);
-    s.mlp = ivl_backend_alloc_2d(be, chunk * N, c->intermediate);
+    s.q = ivl_backend_alloc_2d(be, chunk * N, F);
+    s.k = ivl_backend_alloc_2d(be, chunk * N, F);
+    s.v = ivl_backend_alloc_2d(be, chunk * N, F);
+    s.attn = ivl_backend_alloc_2d(be, chunk * N, F);
+    s.mlp = ivl_backend_alloc_2d(be, chunk * N, sh->inter);
+    s.ss = be->alloc(be, IVL_F32, 1, (int64_t[]){chunk * N});
     s.patches = ivl_backend_alloc_2d(be, chunk * P, C);
 
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
@@ -161,6 +215,7 @@ void ivl_vit_forward(ivl_backend *be, const ivl_vit_config *c, const ivl_vit_wei
         ivl_tensor *bufs[] = {&v.x, &v.h, &v.q, &v.k, &v.v, &v.attn, &v.mlp};
         for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) *bufs[i] = ivl_tensor_slice(bufs[i], 0, tb * N);
         v.patches = ivl_tensor_slice(&s.patches, 0, tb * P);
+        v.ss = ivl_tensor_slice(&s.ss, 0, tb * N);
 
         // Embeddings: [CLS; patches] + position embedding (448 input: no interpolation).
         ivl_tensor pix = ivl_tensor_slice(pixels, b0, tb);
@@ -177,7 +232,7 @@ void ivl_vit_forward(ivl_backend *be, const ivl_vit_config *c, const ivl_vit_wei
         dump_tiles(dump, "vit.embeddings", be, &v.x, tb, N, C);
 
         for (int l = 0; l < c->layers; l++) {
-            vit_layer_forward(be, c, &w->layers[l], &v, tb, N);
+            vit_layer_forward(be, c, sh, tp, &w->layers[l], &v, tb, N);
             char name[32];
             snprintf(name, sizeof name, "vit.layer.%d", l);
             dump_tiles(dump, name, be, &v.x, tb, N, C);
@@ -188,6 +243,6 @@ void ivl_vit_forward(ivl_backend *be, const ivl_vit_config *c, const ivl_vit_wei
             be->copy(be, &dst, &src);
         }
     }
-    ivl_tensor *all[] = {&s.x, &s.h, &s.q, &s.k, &s.v, &s.attn, &s.mlp, &s.patches};
+    ivl_tensor *all[] = {&s.x, &s.h, &s.q, &s.k, &s.v, &s.attn, &s.mlp, &s.patches, &s.ss};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) be->free(be, all[i]);
 }

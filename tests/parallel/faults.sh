@@ -37,6 +37,8 @@ expect "tp does not divide heads" "does not divide" \
   $MPI -np 3 "$bin" forward --model "$model" --inputs "$in" --dump "$out/o.h5" --tp 3 --pp 1
 expect "too many stages" "pp <= 4|1 <= pp" \
   $MPI -np 8 "$bin" forward --model "$model" --inputs "$in" --dump "$out/o.h5" --tp 1 --pp 8
+expect "--vit-tp larger than the job" "vit-tp 4" \
+  $MPI -np 2 "$bin" forward --model "$model" --inputs "$in" --dump "$out/o.h5" --tp 2 --vit-tp 4
 expect "model file missing on rank 1" "r1/2.*(no-such|cannot open|No such)" \
   $MPI -np 1 "$bin" forward --model "$model" --inputs "$in" --dump "$out/o.h5" --tp 2 : \
        -np 1 "$bin" forward --model "$out/no-such.h5" --inputs "$in" --dump "$out/o.h5" --tp 2
