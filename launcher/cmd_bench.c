@@ -335,9 +335,12 @@ int cmd_bench(int argc, char **argv) {
     }
     if (rank == 0)
         printf("# internvl bench: %s (%s weights), layout world=%d tp=%d pp=%d vit_tp=%d, %s %s, "
-               "%d threads/rank, commit %s, %s, host %s\n", run->preset, run->weights, world,
-               popt.tp, popt.pp, popt.vit_tp, run->backend, run->dtype, run->threads, run->commit,
-               run->date, run->host);
+               "%d threads/rank, %s, commit %s, %s, host %s\n", run->preset, run->weights, world,
+               popt.tp, popt.pp, popt.vit_tp, run->backend, run->dtype, run->threads, run->blas,
+               run->commit, run->date, run->host);
+    if (rank == 0 && !strcmp(be->name, "cpu") && strstr(run->blas, "Prescott"))
+        LOG_WARN("OpenBLAS runs its Prescott (SSE3) kernels on this CPU; set OPENBLAS_CORETYPE=Haswell "
+                 "(or SkylakeX) for numbers that reflect the machine");
 
     // Ceilings first, before the model takes the memory (and the caches).
     meas_list ml = {0};

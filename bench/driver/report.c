@@ -104,6 +104,7 @@ char *ivl_bench_json(const ivl_bench_run *run, const ivl_bench_meas *m) {
     cJSON_AddStringToObject(o, "backend", run->backend);
     cJSON_AddStringToObject(o, "device", run->device);
     cJSON_AddNumberToObject(o, "threads", run->threads);
+    cJSON_AddStringToObject(o, "blas", run->blas);
     cJSON_AddStringToObject(o, "commit", run->commit);
     cJSON_AddStringToObject(o, "date", run->date);
     cJSON_AddStringToObject(o, "host", run->host);
@@ -179,7 +180,14 @@ static void git_commit(char *out, size_t n) {
     pclose(p);
 }
 
+char *openblas_get_corename(void);   // OpenBLAS (no header declares it in every version)
+
 void ivl_bench_run_stamp(ivl_bench_run *run) {
+    // DYNAMIC_ARCH OpenBLAS picks its kernels at load time; on CPUs it does not know (0.3.21
+    // on Sapphire Rapids) it falls back to Prescott (SSE3), several times slower than
+    // OPENBLAS_CORETYPE=Haswell. Every record says which kernels produced it.
+    const char *core = openblas_get_corename();
+    snprintf(run->blas, sizeof run->blas, "openblas %s", core ? core : "?");
     git_commit(run->commit, sizeof run->commit);
     time_t t = time(NULL);
     struct tm tm;

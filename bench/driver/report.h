@@ -19,6 +19,7 @@ typedef struct {
     char backend[16];         // cpu / cuda
     char device[128];         // backend's device name
     int threads;              // CPU threads per rank (OpenMP)
+    char blas[32];            // OpenBLAS kernel set in use (openblas_get_corename), CPU runs
     char commit[64];          // git describe of the source tree (or "unknown")
     char date[32];            // UTC, ISO 8601
     char host[64];

@@ -8,7 +8,7 @@ import json
 import sys
 
 COMMON = ["phase", "preset", "model", "weights", "layout", "dtype", "backend", "device",
-          "threads", "commit", "date", "host", "params", "ranks"]
+          "threads", "blas", "commit", "date", "host", "params", "ranks"]
 
 
 def fail(msg):
