@@ -172,8 +172,9 @@ static void compare_torch(out_ctx *o, const char *script, const char *cfg_json, 
                 continue;
             double et = m->units / m->median;
             char p[96];
-            snprintf(p, sizeof p, "tiles=%d B=%d S=%lld ctx=%lld", m->tiles, m->batch,
-                     (long long)m->prompt_len, (long long)m->context_len);
+            if (!strcmp(m->phase, "vit")) snprintf(p, sizeof p, "tiles=%d", m->tiles);
+            else if (!strcmp(m->phase, "prefill")) snprintf(p, sizeof p, "B=%d S=%lld", m->batch, (long long)m->prompt_len);
+            else snprintf(p, sizeof p, "B=%d ctx=%lld", m->batch, (long long)m->context_len);
             printf("%-9s %-28s %14.3f %14.3f %-9s %8.3f\n", m->phase, p, et, tt, m->unit, tt > 0 ? et / tt : 0);
             if (o->json) {
                 cJSON *c = cJSON_CreateObject();
