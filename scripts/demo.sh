@@ -21,3 +21,12 @@ echo "== 2. internvl convert: HF folder -> one HDF5 model file"
 echo "== 3. internvl chat: one question about a bundled image (random weights: gibberish)"
 "$BIN" chat --model "$DEMO/demo.h5" --image docs/samples/house.jpg --max-tiles 6 \
   --max-new-tokens 32 "Describe the image."
+echo "== 4. the main job: internvl caption of the bundled image folder on 4 MPI ranks"
+echo "      (tensor parallel 2 x pipeline parallel 2; resumable JSON Lines output)"
+rm -rf "$DEMO/captions"
+mpirun --allow-run-as-root --oversubscribe -np 4 -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 \
+  "$BIN" caption --model "$DEMO/demo.h5" --tp 2 --pp 2 --input docs/samples \
+  --out "$DEMO/captions" --max-tiles 4 --max-new-tokens 24 --progress log
+echo "== captions written to $DEMO/captions/:"
+ls -l "$DEMO/captions"
+head -c 600 "$DEMO"/captions/*.jsonl; echo
