@@ -2,8 +2,50 @@
 #include "parallel/session.h"
 #include "comm/comm.h"
 #include "core/check.h"
+#include "core/cuda/ivl_cuda.h"
+#include "core/log.h"
 
 #include <string.h>
+
+// On a GPU, checks before loading that this rank's share of the weights fits, so a layout
+// that cannot work fails at once with the numbers and a layout that would, instead of an
+// out-of-memory error halfway through loading.
+static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
+                               const ivl_parallel_opts *o) {
+    const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
+    if (!x) return 0;
+    size_t free_b = 0, total_b = 0;
+    x->mem_info(be, &free_b, &total_b);
+    const double dt = (double)ivl_dtype_size(be->dtype), GiB = 1024.0 * 1024 * 1024;
+    double vision = (ivl_vit_param_count(&cfg->vit) / (double)o->vit_tp +
+                     ivl_projector_param_count(&cfg->proj)) * dt;
+    ivl_llm_config l = cfg->llm;
+    double llm_all = ivl_llm_param_count(&l) * dt;
+    double llm = llm_all / (o->tp * o->pp) * 1.05;   // stages are not perfectly even
+    double work = 1.0 * GiB + 0.05 * (vision + llm);   // activations, KV cache, workspace
+    double need = vision + llm + work;
+    LOG_DEBUG("device memory: this rank needs about %.2f GiB (vision %.2f, LLM %.2f, working "
+              "%.2f), %.2f of %.2f GiB free", need / GiB, vision / GiB, llm / GiB, work / GiB,
+              free_b / GiB, total_b / GiB);
+    if (need <= (double)free_b) return 0;
+    // The smallest number of LLM ranks that fits, as tp (up to 8, a node) x pp.
+    double room = (double)free_b - vision - work;
+    int ranks = room > 0 ? (int)(llm_all * 1.05 / room) + 1 : 0;
+    char hint[160];
+    if (ranks > 0) {
+        int tp = ranks < 8 ? ranks : 8, pp = (ranks + tp - 1) / tp;
+        snprintf(hint, sizeof hint, "a layout with at least %d LLM ranks, e.g. --tp %d --pp %d%s",
+                 ranks, tp, pp, o->vit_tp == 1 ? " (and --vit-tp to split the ViT)" : "");
+    } else {
+        snprintf(hint, sizeof hint, "--vit-tp to split the ViT over ranks, and more ranks for "
+                 "the LLM");
+    }
+    return ivl_errorf("not enough GPU memory for --tp %d --pp %d --vit-tp %d: this rank needs "
+                      "about %.1f GiB (weights: vision %.1f GiB, LLM share %.1f GiB; working "
+                      "memory %.1f GiB) but the GPU has %.1f of %.1f GiB free; use %s",
+                      o->tp, o->pp, o->vit_tp, need / GiB, vision / GiB, llm / GiB, work / GiB,
+                      free_b / GiB, total_b / GiB, hint);
+}
 
 int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
                      const ivl_parallel_opts *popt) {
@@ -16,6 +58,7 @@ int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
     ivl_fault_point("load");
     if (ivl_model_source_tokenizer(&s->src, &s->tok) != 0) return -1;
     s->be = ivl_backend_create(device ? device : "cpu", ivl_comm_local_rank());
+    if (check_device_memory(s->be, &s->src.cfg, popt) != 0) return -1;
     if (s->distributed) {
         if (ivl_dist_init(&s->dist, s->be, &s->src.reader, &s->src.cfg, popt) != 0) return -1;
         s->model = &s->dist.model;
