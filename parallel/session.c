@@ -5,6 +5,7 @@
 #include "core/cuda/ivl_cuda.h"
 #include "core/log.h"
 
+#include <stdio.h>
 #include <string.h>
 
 // On a GPU, checks before loading that this rank's share of the weights fits, so a layout
