@@ -7,16 +7,34 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 // On a GPU, checks before loading that this rank's share of the weights fits, so a layout
 // that cannot work fails at once with the numbers and a layout that would, instead of an
 // out-of-memory error halfway through loading.
+// On the CPU backend the same check uses the node's available RAM shared by the node's ranks
+// (weights are f32 there: 4 bytes a parameter).
 static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
                                const ivl_parallel_opts *o) {
     const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
-    if (!x) return 0;
     size_t free_b = 0, total_b = 0;
-    x->mem_info(be, &free_b, &total_b);
+    if (x) {
+        x->mem_info(be, &free_b, &total_b);
+    } else {
+        // MemAvailable (free + reclaimable page cache), not MemFree: reading the model file
+        // fills the page cache, which the kernel gives back.
+        unsigned long long kb = 0;
+        char line[256];
+        FILE *f = fopen("/proc/meminfo", "r");
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+        if (f) fclose(f);
+        long page = sysconf(_SC_PAGESIZE), all = sysconf(_SC_PHYS_PAGES);
+        if (!kb || page <= 0) return 0;
+        int local = ivl_comm_local_size() > 0 ? ivl_comm_local_size() : 1;
+        free_b = (size_t)(kb * 1024ULL / (unsigned long long)local);
+        total_b = (size_t)page * (size_t)all;
+    }
     const double dt = (double)ivl_dtype_size(be->dtype), GiB = 1024.0 * 1024 * 1024;
     double vision = (ivl_vit_param_count(&cfg->vit) / (double)o->vit_tp +
                      ivl_projector_param_count(&cfg->proj)) * dt;
@@ -41,11 +59,12 @@ static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
         snprintf(hint, sizeof hint, "--vit-tp to split the ViT over ranks, and more ranks for "
                  "the LLM");
     }
-    return ivl_errorf("not enough GPU memory for --tp %d --pp %d --vit-tp %d: this rank needs "
+    return ivl_errorf("not enough %s memory for --tp %d --pp %d --vit-tp %d: this rank needs "
                       "about %.1f GiB (weights: vision %.1f GiB, LLM share %.1f GiB; working "
-                      "memory %.1f GiB) but the GPU has %.1f of %.1f GiB free; use %s",
-                      o->tp, o->pp, o->vit_tp, need / GiB, vision / GiB, llm / GiB, work / GiB,
-                      free_b / GiB, total_b / GiB, hint);
+                      "memory %.1f GiB) but %s has %.1f of %.1f GiB free; use %s",
+                      x ? "GPU" : "host", o->tp, o->pp, o->vit_tp, need / GiB, vision / GiB, llm / GiB, work / GiB,
+                      x ? "the GPU" : "this rank's share of the node's RAM", free_b / GiB,
+                      total_b / GiB, hint);
 }
 
 int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
