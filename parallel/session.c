@@ -41,7 +41,7 @@ static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
     ivl_llm_config l = cfg->llm;
     double llm_all = ivl_llm_param_count(&l) * dt;
     double llm = llm_all / (o->tp * o->pp) * 1.05;   // stages are not perfectly even
-    double work = 1.0 * GiB + 0.05 * (vision + llm);   // activations, KV cache, workspace
+    double work = 0.25 * GiB + 0.05 * (vision + llm);   // activations, KV cache, workspace
     double need = vision + llm + work;
     LOG_DEBUG("device memory: this rank needs about %.2f GiB (vision %.2f, LLM %.2f, working "
               "%.2f), %.2f of %.2f GiB free", need / GiB, vision / GiB, llm / GiB, work / GiB,
