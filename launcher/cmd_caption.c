@@ -34,6 +34,8 @@ static void usage(FILE *f) {
         "  --prompt TEXT          question asked for each image (default \"Describe the image in detail.\")\n"
         "  --system TEXT          system message (default: the model's)\n"
         "  --max-tiles N          dynamic tiling limit (default: the model's max_dynamic_patch)\n"
+        "  --max-pixels N         images with more pixels become error lines (decompression\n"
+        "                         bombs; default 178956970, Pillow's limit)\n"
         "  --max-new-tokens N     caption length limit in tokens (default 128)\n"
         "  --do-sample --temperature T --top-k K --top-p P --repetition-penalty R --seed S\n"
         "                         sampling (default greedy); each image's draw is seeded by\n"
@@ -51,7 +53,7 @@ static void usage(FILE *f) {
         "  --max-member-mb M      tar members above M MiB become error lines (default 256)\n"
         "  --device D             cpu (default), cuda or auto\n"
         "  --tp T --pp P          tensor x pipeline parallel layout (world = T x P, under mpirun)\n"
-        "  --pp-layers A,B,..  --microbatches M\n"
+        "  --pp-layers A,B,..  --microbatches M  --vit-tp V (split the ViT over V ranks)\n"
         "Exit codes: 0 all outputs complete; 75 stopped by SIGTERM/SIGINT/SIGUSR1 (results so far\n"
         "are on disk: run again, e.g. requeue); 1 an error (message on stderr); 2 bad usage.\n"
         "A first signal finishes the captions in flight; a second drops them.\n");
@@ -120,7 +122,8 @@ int cmd_caption(int argc, char **argv) {
     int64_t chunk = 10000, kv_mem_mb = 0;
     ivl_parallel_opts popt = {1, 1, 1, NULL, 0};
     enum { O_SYSTEM = 256, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_SAMPLE, O_SEQS, O_KVMEM,
-           O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB };
+           O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB,
+           O_VITTP, O_MAXPIX };
     static struct option opts[] = {
         {"model", 1, 0, 'm'}, {"input", 1, 0, 'i'}, {"out", 1, 0, 'o'}, {"prompt", 1, 0, 'q'},
         {"system", 1, 0, O_SYSTEM}, {"max-tiles", 1, 0, 'T'}, {"max-new-tokens", 1, 0, 'n'},
@@ -131,7 +134,8 @@ int cmd_caption(int argc, char **argv) {
         {"flush-interval", 1, 0, O_FLUSH}, {"log-interval", 1, 0, O_LOG},
         {"progress", 1, 0, O_PROGRESS}, {"max-member-mb", 1, 0, O_MEMBER},
         {"device", 1, 0, 'd'}, {"tp", 1, 0, 't'}, {"pp", 1, 0, 'p'}, {"pp-layers", 1, 0, O_PPL},
-        {"microbatches", 1, 0, O_MB}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"microbatches", 1, 0, O_MB}, {"vit-tp", 1, 0, O_VITTP}, {"max-pixels", 1, 0, O_MAXPIX},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -167,6 +171,8 @@ int cmd_caption(int argc, char **argv) {
         case 'p': popt.pp = atoi(optarg); break;
         case O_PPL: popt.pp_layers = optarg; break;
         case O_MB: popt.microbatches = atoi(optarg); break;
+        case O_VITTP: popt.vit_tp = ivl_parse_int("--vit-tp", optarg, 1, 4096); break;
+        case O_MAXPIX: o.max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -199,7 +205,7 @@ int cmd_caption(int argc, char **argv) {
     ivl_comm_init(&argc, &argv);
     install_signals();
     const int rank = ivl_comm_world_rank();
-    const int distributed = ivl_comm_world_size() > 1 || popt.tp > 1 || popt.pp > 1;
+    const int distributed = ivl_comm_world_size() > 1 || popt.tp > 1 || popt.pp > 1 || popt.vit_tp > 1;
 
     // Job-level input and output problems, before the model is loaded.
     ivl_cap_inputs in = {0};

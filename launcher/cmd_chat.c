@@ -36,6 +36,7 @@ static void usage(FILE *f) {
             "  --system TEXT        system message (default: config.json's, else the template's)\n"
             "  --max-new-tokens N   default 512\n"
             "  --max-tiles N        1..40 tiles per image (default: config max_dynamic_patch)\n"
+            "  --max-pixels N       refuse larger images (decompression bombs; default 178956970)\n"
             "  --do-sample          sample instead of greedy; with --temperature T (1.0),\n"
             "                       --top-k K (50), --top-p P (1.0), --seed S\n"
             "  --repetition-penalty R  (1.0, Hugging Face semantics)\n"
@@ -125,6 +126,7 @@ int cmd_chat(int argc, char **argv) {
     const char *model = NULL, *device = "cpu", *system = NULL, *dump_path = NULL;
     const char *images[MAX_IMAGES];
     int n_images = 0, max_new = 512, max_tiles = 0;
+    int64_t max_pixels = 0;
     ivl_sampling samp = ivl_sampling_default();
     ivl_parallel_opts popt = ivl_parallel_opts_default();
     static struct option opts[] = {
@@ -132,7 +134,8 @@ int cmd_chat(int argc, char **argv) {
         {"max-new-tokens", 1, 0, 'n'}, {"max-tiles", 1, 0, 'T'},   {"do-sample", 0, 0, 'S'},
         {"temperature", 1, 0, 't'},    {"top-k", 1, 0, 'k'},       {"top-p", 1, 0, 'p'},
         {"seed", 1, 0, 'r'},           {"repetition-penalty", 1, 0, 'R'},
-        {"dump", 1, 0, 'o'},           {"device", 1, 0, 'd'},      IVL_LAYOUT_OPTIONS,
+        {"dump", 1, 0, 'o'},           {"device", 1, 0, 'd'},      {"max-pixels", 1, 0, 'X'},
+        IVL_LAYOUT_OPTIONS,
         {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -154,6 +157,7 @@ int cmd_chat(int argc, char **argv) {
         case 'r': samp.seed = (uint64_t)strtoull(optarg, NULL, 10); break;
         case 'R': samp.repetition_penalty = (float)ivl_parse_double("--repetition-penalty", optarg, 1e-3, 100); break;
         case 'o': dump_path = optarg; break;
+        case 'X': max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
         case 'd': device = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -187,7 +191,7 @@ int cmd_chat(int argc, char **argv) {
     for (int i = 0; i < n_images; i++) {
         ivl_image img;
         ivl_tile_grid grid;
-        if (ivl_image_load(images[i], 0, &img) != 0 || ivl_image_preprocess(&img, &po, &grid, &pix[i]) != 0)
+        if (ivl_image_load(images[i], max_pixels, &img) != 0 || ivl_image_preprocess(&img, &po, &grid, &pix[i]) != 0)
             ivl_die(1, "%s", ivl_last_error());
         ivl_image_free(&img);
         tiles[i] = grid.ntiles;

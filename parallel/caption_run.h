@@ -38,6 +38,7 @@ typedef struct {
     const char *prompt;          // the user question
     const char *system;          // NULL: config/template default
     int max_tiles;
+    int64_t max_pixels;          // decode limit per image (<= 0: core/image's default)
     int max_new_tokens;
     ivl_sampling sampling;
     int max_seqs;                // KV slots = most sequences decoding at once
