@@ -8,7 +8,7 @@ set -u
 build=$1 secs=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
-targets=${*:-"fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_model_file fuzz_image fuzz_chat fuzz_decode fuzz_msg"}
+targets=${*:-"fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_model_file fuzz_image fuzz_chat fuzz_decode fuzz_msg fuzz_tar"}
 export ASAN_OPTIONS="${ASAN_OPTIONS:-fast_unwind_on_malloc=0}"
 export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0"
 for t in $targets; do
@@ -16,7 +16,7 @@ for t in $targets; do
     mkdir -p "$corp" "$art"
     cp -n "$here/corpus/$t"/* "$corp/" 2>/dev/null
     log=$art/last.log
-    nice -n 19 "$build/tests/fuzz/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 \
+    nice -n 19 "$build/tests/fuzz/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=60 \
         -max_len=65536 -artifact_prefix="$art/" -print_final_stats=1 "$corp" > "$log" 2>&1
     rc=$?
     execs=$(grep -o 'number_of_executed_units: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
