@@ -49,6 +49,10 @@ static int keep_id(const ivl_tokenizer *t, int32_t id, int skip_special) {
 
 // Decodes ids (already filtered) without clean-up into out.
 static int decode_raw(const ivl_tokenizer *t, const int32_t *ids, int n, sbuf *out) {
+    if (n == 0) {   // ids may be NULL then (a stream that kept no id): no ids + 0 below
+        if (!out->s) sb_add(out, "", 0);
+        return 0;
+    }
     int run0 = 0;
     for (int i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab_size ||
