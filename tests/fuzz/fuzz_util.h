@@ -1,8 +1,9 @@
 // fuzz_util.h - shared bits of the libFuzzer targets (tests/fuzz/README.md).
 //
-// Parsers that take a path get the fuzz input written to a per-process scratch folder
-// (under $TMPDIR, /dev/shm when it exists: no disk traffic). The scratch folder is made once
-// and removed at exit. Logging is turned down to errors so a run is not drowned in warnings.
+// Parsers that take a path get the fuzz input written to a per-process scratch folder under
+// $TMPDIR (else /dev/shm when it exists: no disk traffic; the run scripts point TMPDIR into the
+// build folder, since a crash skips the clean-up). The folder is made once and removed at exit.
+// Logging is turned down to errors so a run is not drowned in warnings.
 #ifndef IVL_FUZZ_UTIL_H
 #define IVL_FUZZ_UTIL_H
 

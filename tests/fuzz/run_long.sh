@@ -9,6 +9,9 @@ build=$1 secs=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 targets=${*:-"fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_model_file fuzz_image fuzz_chat fuzz_decode fuzz_msg fuzz_tar"}
+# Scratch files of the targets go under BUILD_DIR (a crash skips their clean-up).
+mkdir -p "$build/fuzz-tmp"
+export TMPDIR="$build/fuzz-tmp"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-fast_unwind_on_malloc=0}"
 export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0"
 for t in $targets; do
