@@ -186,7 +186,8 @@ int cmd_caption(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    const char *bad = o.max_new_tokens < 1 ? "--max-new-tokens must be >= 1"
+    const char *bad = o.max_new_tokens < 1 || o.max_new_tokens > IVL_MAX_NEW_TOKENS
+                        ? "--max-new-tokens must be in 1..65536 (docs/limits.md)"
                     : o.max_seqs < 1       ? "--max-seqs must be >= 1"
                     : o.batch_tokens < 1   ? "--batch-tokens must be >= 1"
                     : o.threads < 1        ? "--threads must be >= 1"
@@ -241,6 +242,10 @@ int cmd_caption(int argc, char **argv) {
     if (o.queue < 1) o.queue = 2 * o.max_seqs;
     const int64_t max_ctx = ivl_caption_max_ctx(tok, tmpl, &src.cfg, &o);
     if (max_ctx < 0) ivl_die(1, "cannot encode the prompt: %s", ivl_last_error());
+    if (max_ctx > src.cfg.llm.max_position && src.cfg.llm.rope_scaling != IVL_ROPE_DYNAMIC)
+        ivl_die(2, "the prompt with %d tiles per image + %d new tokens needs %lld positions, more "
+                   "than the model's context of %d: use a smaller --max-new-tokens or --max-tiles",
+                o.max_tiles, o.max_new_tokens, (long long)max_ctx, src.cfg.llm.max_position);
 
     ivl_backend *be = ivl_backend_create(device, ivl_comm_local_rank());
     ivl_model local_model;
