@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/strbuf.h"
 
 // conversation.py of the 1.5 series (spec 8.1): separator style MPT, no newline after sep.
 static const ivl_chat_template k_templates[] = {
@@ -24,45 +25,30 @@ const ivl_chat_template *ivl_chat_template_find(const char *name) {
     return NULL;
 }
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-} sbuf;
 
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = ivl_realloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
 // conversation.py get_prompt for MPT: an empty message counts as no message.
-static void add_message(sbuf *b, const ivl_chat_template *tp, const char *role, const char *msg,
+static void add_message(ivl_strbuf *b, const ivl_chat_template *tp, const char *role, const char *msg,
                         const char *prefix) {
-    sb_str(b, role);
+    ivl_strbuf_str(b, role);
     if ((prefix && *prefix) || (msg && *msg)) {
-        if (prefix) sb_str(b, prefix);
-        if (msg) sb_str(b, msg);
-        sb_str(b, tp->sep);
+        if (prefix) ivl_strbuf_str(b, prefix);
+        if (msg) ivl_strbuf_str(b, msg);
+        ivl_strbuf_str(b, tp->sep);
     }
 }
 
 static void build_with_placeholders(const ivl_chat_template *tp, const ivl_chat_prompt *p,
-                                    const char *first_prefix, sbuf *b) {
-    sb_str(b, tp->system_prefix);
-    sb_str(b, p->system ? p->system : tp->default_system);
-    sb_str(b, tp->sep);
+                                    const char *first_prefix, ivl_strbuf *b) {
+    ivl_strbuf_str(b, tp->system_prefix);
+    ivl_strbuf_str(b, p->system ? p->system : tp->default_system);
+    ivl_strbuf_str(b, tp->sep);
     for (int i = 0; i < p->n_history; i++) {
         add_message(b, tp, tp->user_role, p->history[i].user, i == 0 ? first_prefix : NULL);
         add_message(b, tp, tp->assistant_role, p->history[i].assistant, NULL);
     }
     add_message(b, tp, tp->user_role, p->question, p->n_history == 0 ? first_prefix : NULL);
-    sb_str(b, tp->assistant_role);
+    ivl_strbuf_str(b, tp->assistant_role);
 }
 
 static int count_placeholders(const char *s) {
@@ -74,19 +60,19 @@ static int count_placeholders(const char *s) {
 
 int ivl_chat_build_text(const ivl_chat_template *tp, const ivl_chat_prompt *p, char **text) {
     *text = NULL;
-    sbuf b = {0};
+    ivl_strbuf b = {0};
     build_with_placeholders(tp, p, NULL, &b);
     int found = count_placeholders(b.s);
     if (found == 0 && p->n_images > 0) {
         // No placeholder: the image block goes in front of the first user message.
-        sbuf pre = {0};
+        ivl_strbuf pre = {0};
         if (p->n_images == 1) {
-            sb_str(&pre, IVL_IMAGE_PLACEHOLDER "\n");
+            ivl_strbuf_str(&pre, IVL_IMAGE_PLACEHOLDER "\n");
         } else {
             char line[64];
             for (int k = 0; k < p->n_images; k++) {
                 snprintf(line, sizeof line, "Image-%d: " IVL_IMAGE_PLACEHOLDER "\n", k + 1);
-                sb_str(&pre, line);
+                ivl_strbuf_str(&pre, line);
             }
         }
         b.n = 0;
@@ -104,7 +90,7 @@ int ivl_chat_build_text(const ivl_chat_template *tp, const ivl_chat_prompt *p, c
         return 0;
     }
     int per_tile = p->tokens_per_tile > 0 ? p->tokens_per_tile : 256;
-    sbuf out = {0};
+    ivl_strbuf out = {0};
     const char *q = b.s;
     for (int k = 0; k < p->n_images; k++) {
         if (p->tiles[k] < 1) {
@@ -114,13 +100,13 @@ int ivl_chat_build_text(const ivl_chat_template *tp, const ivl_chat_prompt *p, c
                               p->tiles[k]);
         }
         const char *ph = strstr(q, IVL_IMAGE_PLACEHOLDER);
-        sb_add(&out, q, (size_t)(ph - q));
-        sb_str(&out, IVL_IMG_START_TOKEN);
-        for (long i = 0; i < (long)per_tile * p->tiles[k]; i++) sb_str(&out, IVL_IMG_CONTEXT_TOKEN);
-        sb_str(&out, IVL_IMG_END_TOKEN);
+        ivl_strbuf_add(&out, q, (size_t)(ph - q));
+        ivl_strbuf_str(&out, IVL_IMG_START_TOKEN);
+        for (long i = 0; i < (long)per_tile * p->tiles[k]; i++) ivl_strbuf_str(&out, IVL_IMG_CONTEXT_TOKEN);
+        ivl_strbuf_str(&out, IVL_IMG_END_TOKEN);
         q = ph + strlen(IVL_IMAGE_PLACEHOLDER);
     }
-    sb_str(&out, q);
+    ivl_strbuf_str(&out, q);
     free(b.s);
     *text = out.s;
     return 0;

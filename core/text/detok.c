@@ -9,24 +9,11 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/strbuf.h"
 #include "core/text/tokenizer_impl.h"
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-} sbuf;
 
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = ivl_realloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static int flush_run(const ivl_tokenizer *t, const int32_t *ids, int n, int at_start, sbuf *out) {
+static int flush_run(const ivl_tokenizer *t, const int32_t *ids, int n, int at_start, ivl_strbuf *out) {
     if (n == 0) return 0;
     char *text;
     size_t len;
@@ -37,7 +24,7 @@ static int flush_run(const ivl_tokenizer *t, const int32_t *ids, int n, int at_s
     if (t->nonlegacy && t->add_prefix_space && at_start && len > 0 && text[0] == ' ' &&
         strncmp(ivl_spm_id_to_piece(t->sp, ids[0]), "\xe2\x96\x81", 3) == 0)
         skip = 1;
-    sb_add(out, text + skip, len - skip);
+    ivl_strbuf_add(out, text + skip, len - skip);
     free(text);
     return 0;
 }
@@ -48,9 +35,9 @@ static int keep_id(const ivl_tokenizer *t, int32_t id, int skip_special) {
 }
 
 // Decodes ids (already filtered) without clean-up into out.
-static int decode_raw(const ivl_tokenizer *t, const int32_t *ids, int n, sbuf *out) {
+static int decode_raw(const ivl_tokenizer *t, const int32_t *ids, int n, ivl_strbuf *out) {
     if (n == 0) {   // ids may be NULL then (a stream that kept no id): no ids + 0 below
-        if (!out->s) sb_add(out, "", 0);
+        if (!out->s) ivl_strbuf_add(out, "", 0);
         return 0;
     }
     int run0 = 0;
@@ -62,11 +49,11 @@ static int decode_raw(const ivl_tokenizer *t, const int32_t *ids, int n, sbuf *o
         int a = t->added_of_id[ids[i]];
         if (a < 0) continue;
         if (flush_run(t, ids + run0, i - run0, run0 == 0, out)) return -1;
-        sb_add(out, t->added[a].content, t->added[a].len);
+        ivl_strbuf_add(out, t->added[a].content, t->added[a].len);
         run0 = i + 1;
     }
     if (flush_run(t, ids + run0, n - run0, run0 == 0, out)) return -1;
-    if (!out->s) sb_add(out, "", 0);
+    if (!out->s) ivl_strbuf_add(out, "", 0);
     return 0;
 }
 
@@ -100,7 +87,7 @@ char *ivl_tokenizer_decode(const ivl_tokenizer *t, const int32_t *ids, int n, in
     int m = 0;
     for (int i = 0; i < n; i++)
         if (keep_id(t, ids[i], skip_special)) kept[m++] = ids[i];
-    sbuf out = {0};
+    ivl_strbuf out = {0};
     int rc = decode_raw(t, kept, m, &out);
     free(kept);
     if (rc) {
@@ -119,8 +106,8 @@ struct ivl_token_stream {
     int skip_special;
     ivl_token_list ids;     // the kept ids so far
     size_t emitted;         // bytes of the final text already returned
-    sbuf out;               // the text returned by the last call
-    sbuf work;
+    ivl_strbuf out;               // the text returned by the last call
+    ivl_strbuf work;
 };
 
 ivl_token_stream *ivl_token_stream_new(const ivl_tokenizer *t, int skip_special) {
@@ -196,7 +183,7 @@ static const char *emit(ivl_token_stream *s, const char *text, size_t n, size_t 
     // guarantee it.
     IVL_ASSERT(n >= s->emitted);
     s->out.n = 0;
-    sb_add(&s->out, text + s->emitted, n - s->emitted);
+    ivl_strbuf_add(&s->out, text + s->emitted, n - s->emitted);
     s->emitted = n;
     if (len) *len = s->out.n;
     return s->out.s;
