@@ -126,6 +126,10 @@ static void mark_special(ivl_tokenizer *t, int id) {
     t->special_ids[t->n_special++] = id;
 }
 
+// Added-token ids above this are refused: the vocabulary is sized by the largest id (the real
+// models have < 100k), so a corrupt id would allocate gigabytes or overflow an int.
+#define IVL_TOKENIZER_MAX_ID (1 << 24)
+
 static int load_added(ivl_tokenizer *t, const cJSON *cfg, const cJSON *added_json) {
     // 1. added_tokens_decoder: {"92542": {"content": "<|im_end|>", "rstrip": false, ...}}
     const cJSON *dec = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder") : NULL;
@@ -134,18 +138,19 @@ static int load_added(ivl_tokenizer *t, const cJSON *cfg, const cJSON *added_jso
         char *end = NULL;
         long id = strtol(e->string, &end, 10);
         const char *content = token_content(e);
-        if (!end || *end || id < 0 || !content)
+        if (!end || *end || id < 0 || id >= IVL_TOKENIZER_MAX_ID || !content)
             return ivl_errorf("%s/tokenizer_config.json: added_tokens_decoder entry \"%s\" needs "
-                              "an integer id and a content string", t->source, e->string);
+                              "an integer id (0..%d) and a content string", t->source, e->string,
+                              IVL_TOKENIZER_MAX_ID - 1);
         int old = find_added_id(t, (int)id);
         if (old >= 0) continue;
         add_token(t, content, (int)id, e);
     }
     // 2. added_tokens.json: {"<img>": 92544, ...}; fills ids the config did not list.
     cJSON_ArrayForEach(e, added_json) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0)
-            return ivl_errorf("%s/added_tokens.json: \"%s\" must map to a non-negative id",
-                              t->source, e->string);
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble < IVL_TOKENIZER_MAX_ID))
+            return ivl_errorf("%s/added_tokens.json: \"%s\" must map to an id in 0..%d",
+                              t->source, e->string, IVL_TOKENIZER_MAX_ID - 1);
         int id = (int)e->valuedouble;
         int by_id = find_added_id(t, id);
         if (by_id >= 0) {
