@@ -154,6 +154,18 @@ int main(int argc, char **argv) {
                (llm + att + rest) * 1e3, llm * 1e3, att * 1e3, rest * 1e3);
     }
 
+    // Decoding a small batch: the weights are streamed once per step whatever the batch, so
+    // batch 2..7 should cost about what batch 1 does (core/cpu/matmul.c's small-row path).
+    printf("\nDecode batch sweep (InternLM2-1.8B w1: [8192, 2048])\n");
+    double one = 0;
+    for (int M = 1; M <= 16; M = M < 4 ? M + 1 : M * 2) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "w1 batch %d", M);
+        double t = bench_matmul(tag, M, 8192, 2048, nt);
+        if (M == 1) one = t;
+        printf("   batch %2d costs %.2f x batch 1\n", M, t / one);
+    }
+
     printf("\nAttention scaling (InternLM2-1.8B heads)\n");
     bench_attention("prefill", 2048, 2048, 16, 8, 128, 1);
     bench_attention("prefill", 4096, 4096, 16, 8, 128, 1);

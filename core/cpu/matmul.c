@@ -19,12 +19,13 @@ void ivl_cpu_blas_init(void) { pthread_once(&blas_once, blas_single_thread); }
 int ivl_cpu_threads(void) { return omp_get_max_threads(); }
 
 // ---- a few rows (decoding a small batch) ----
-// For M = 2..7 OpenBLAS's sgemm packs the whole weight panel (read + write + read of every
+// For a few rows OpenBLAS's sgemm packs the whole weight panel (read + write + read of every
 // weight), so a decode step of batch 4 cost 2.6x batch 1 (bench/RESULTS.md). Here each tile of
-// 4 weight rows is read once and used for up to 4 input rows while it is in L1; 4 x 4 vector
-// accumulators keep the FMA units busy. Measured on one core (Sapphire Rapids, [8192, 2048]
-// weights): M = 2: 4.0 ms vs sgemm 10.0 ms, M = 4: 7.2 vs 10.6, M = 7: 9.2 vs 12.8; M = 8
-// is even, so sgemm keeps M >= 8. The AVX2 variant (4 x 2 tiles, 16 registers) wins for M <= 4.
+// 4 weight rows is read once and used for 4 input rows at a time while it is in L1; 4 x 4
+// vector accumulators keep the FMA units busy. Measured with bench/bench_ops (one core,
+// Sapphire Rapids, [8192, 2048] weights): batch 2 / 4 / 8 / 16 cost 1.1 / 1.2 / 1.8 / 3.3x
+// batch 1, where sgemm cost 3.3 / 3.5 / 4.4 / 4.4x. The AVX2 variant (4 x 2 tiles: 16
+// registers) is used up to 4 rows.
 typedef float v16f __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 
@@ -79,14 +80,14 @@ SMALL_M_TILE(tile_avx2, v8f, 8, 2, target("avx2,fma"))
 SMALL_M_DRIVER(small_m_avx512, tile_avx512, 4, target("avx512f,fma"))
 SMALL_M_DRIVER(small_m_avx2, tile_avx2, 2, target("avx2,fma"))
 
-// The largest M the small-row path takes on this CPU (0: never). IVL_CPU_SMALL_M=avx2|off
+// The largest M the small-row path takes on this CPU (0: never); above it sgemm is faster. IVL_CPU_SMALL_M=avx2|off
 // forces the AVX2 variant or sgemm (tests run both variants on an AVX-512 machine).
 static int small_m_limit(void) {
     static int limit = -1;
     if (limit < 0) {
         __builtin_cpu_init();
         int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        limit = __builtin_cpu_supports("avx512f") ? 7 : avx2 ? 4 : 0;
+        limit = __builtin_cpu_supports("avx512f") ? 16 : avx2 ? 4 : 0;
         const char *e = getenv("IVL_CPU_SMALL_M");
         if (e && !strcmp(e, "off")) limit = 0;
         if (e && !strcmp(e, "avx2")) limit = avx2 ? 4 : 0;
@@ -101,7 +102,7 @@ static void matmul_small_m(float *y, const float *x, const float *w, const float
         if (bias) memcpy(y + i * N + n0, bias + n0, (size_t)nc * sizeof(float));
         else memset(y + i * N + n0, 0, (size_t)nc * sizeof(float));
     }
-    int nj = small_m_limit() == 7 ? 4 : 2;   // 7: the AVX-512 variant
+    int nj = small_m_limit() > 4 ? 4 : 2;   // above 4: the AVX-512 variant
     int64_t whole = nc / nj * nj;
     if (nj == 4) small_m_avx512(y, x, w, m0, mc, n0, whole, N, K);
     else small_m_avx2(y, x, w, m0, mc, n0, whole, N, K);

@@ -1,7 +1,7 @@
 // test_cpu_matmul.c - the CPU backend's matmul (y = x w^T + b) against a double-precision
 // loop, over shapes that hit every path: M = 1 (sgemv), narrow N split by rows, wide N split
 // by column blocks that do not divide evenly, 2-D grids of blocks, the small-row path
-// (M = 2..7, decoding a small batch) with ragged N and K, odd sizes, with and without bias.
+// (M = 2..16, decoding a small batch) with ragged N and K, odd sizes, with and without bias.
 #include "tests/ops/ops_test.h"
 
 static void ref_matmul(double *y, const float *x, const float *w, const float *b, int64_t M,
@@ -37,9 +37,9 @@ int main(void) {
         {1, 1, 1}, {1, 37, 19}, {1, 1000, 64}, {3, 5, 7}, {17, 129, 33},
         {64, 300, 257}, {300, 40, 96}, {129, 771, 65}, {2, 2048, 128}, {200, 500, 40},
         {257, 1100, 31},
-        // the small-row path (M = 2..7): weight-row tails (N % 4), K tails (K % 16), K < 16
+        // the small-row path (M = 2..16): weight-row tails (N % 4), K tails (K % 16), K < 16
         {2, 3, 1}, {4, 6, 17}, {5, 1030, 200}, {7, 9, 33}, {6, 513, 16}, {4, 4, 15},
-        {3, 2049, 2048}, {8, 64, 64},
+        {3, 2049, 2048}, {8, 64, 64}, {11, 5, 3}, {16, 77, 40}, {13, 1031, 97}, {17, 40, 40},
     };
     FOR_THREADS(nt) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
