@@ -61,7 +61,8 @@ def bytes_table(m, t, elt):
         ("vocab-parallel embedding all-reduce", "per token (first stage)", D * elt, "tp group"),
         ("PP send/recv of hidden states", "per stage boundary per token", D * elt, "pp neighbours"),
         ("LM-head all-gather of logits", "per sequence per step", -(-V // t) * t * elt, "tp group (last stage)"),
-        ("logits broadcast to every rank", "per sequence per step", V * 4, "world, f32"),
+        ("logits to world rank 0 (when the last stage is not rank 0)", "per sequence per step", V * 4, "point to point, f32"),
+        ("chosen token ids broadcast from rank 0", "per sequence per step", 4, "world, i32"),
         ("ViT image-embedding all-reduce", "per tile", 256 * D * elt, "replica world (zero rows but own tiles)"),
     ]
 
@@ -93,7 +94,7 @@ def predict(m, N, t, p, decode_batch):
     ar = ring_allreduce(mb * D * S_ACT, t, NVLINK, ALPHA_NV)
     logits = decode_batch * m["V"] * 4
     dec_comm = p * (2 * L / p) * ar + (p - 1) * (mb * D * S_ACT / IB + ALPHA_IB) * p \
-        + (logits / (IB if cross_node else NVLINK) if g > 1 else 0)
+        + (logits / IB + ALPHA_IB if p > 1 else 0)   # last stage -> rank 0; token ids ~free
     bubble = 1.0   # decode micro-batches = stages keep every stage busy once the pipe is full
     # per image: vision + prefill once, OUT decode steps shared by decode_batch sequences
     t_img = (vis_comp + vis_comm) + (pre_comp + pre_comm) + OUT * (dec_comp + dec_comm) / decode_batch
@@ -164,10 +165,12 @@ def check(path):
             first, last = stage == 0, stage == p - 1
             layers = L // p + (1 if stage < L % p else 0)
             calls = 1
+            root = (p - 1) * t   # world rank of (last stage, tp rank 0): its logits go to rank 0
             if r["phase"] == "vit":
                 b = par["tiles"] * 256 * D * e   # world all-reduce of the embeddings
             else:
-                calls = (layers * 2 + (1 if first else 0) + (1 if last else 0)) * (t > 1) + 1 + (not last) + (not first)
+                to0 = root != 0 and rank in (0, root)
+                calls = (layers * 2 + (1 if first else 0) + (1 if last else 0)) * (t > 1) + to0 + (not last) + (not first)
                 B = par["batch"]
                 n = B * (par.get("prompt_len") or 1)
                 b = 0
@@ -177,7 +180,8 @@ def check(path):
                         b += B * (-(-V // t)) * t * e   # all-gather of the logits blocks
                 if not last:
                     b += n * D * e                      # send to the next stage
-                b += B * V * 4                          # logits broadcast (root and receivers count it)
+                if to0:
+                    b += B * V * 4                      # logits of the last stage to rank 0
             rank_bytes.append(b)
             rank_calls.append(calls)
         meas = [x["comm_bytes"] for x in r["ranks"]]

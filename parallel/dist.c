@@ -160,12 +160,27 @@ static void dist_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_
         row0 += N;
         s0 = s1;
     }
-    // The last stage's logits go to every rank, so all take the same next tokens.
-    ivl_comm_mpi_ops()->bcast(&d->topo.world, logits, (size_t)nseq * V, IVL_F32, d->logits_root);
+    // The logits go to world rank 0 only (it samples, writes results and drives captioning);
+    // the chosen tokens then reach every rank through share_tokens: a few bytes instead of
+    // [nseq, V] floats to every rank each step.
+    if (d->logits_root != 0) {
+        const ivl_comm_ops *mpi = ivl_comm_mpi_ops();
+        if (d->topo.world.rank == d->logits_root)
+            mpi->send(&d->topo.world, logits, (size_t)nseq * V, IVL_F32, 0);
+        else if (d->topo.world.rank == 0)
+            mpi->recv(&d->topo.world, logits, (size_t)nseq * V, IVL_F32, d->logits_root);
+    }
     (void)dump;
 }
 
+static int dist_is_sampler(void *vctx) { return ((ivl_dist *)vctx)->topo.world.rank == 0; }
+
+static void dist_share_tokens(void *vctx, int32_t *tokens, int n) {
+    ivl_dist *d = vctx;
+    ivl_comm_mpi_ops()->bcast(&d->topo.world, tokens, (size_t)n, IVL_I32, 0);
+}
+
 ivl_step ivl_dist_step(ivl_dist *d) {
-    ivl_step s = {d, d->model.cfg.llm.vocab, dist_run};
+    ivl_step s = {d, d->model.cfg.llm.vocab, dist_run, dist_is_sampler, dist_share_tokens};
     return s;
 }

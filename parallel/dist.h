@@ -1,7 +1,8 @@
 // dist.h - the model spread over ranks: tensor parallelism inside a pipeline stage, pipeline
 // parallelism across stages, tile-sharded vision. Every rank calls every function here in the
-// same order with the same arguments (lockstep); results that one stage computes (logits) are
-// broadcast so all ranks take the same decisions.
+// same order with the same arguments (lockstep). The last stage's logits go to world rank 0,
+// which picks the tokens and shares them (ivl_step.share_tokens), so all ranks take the same
+// decisions.
 //
 //   world = tp x pp. Stage s owns layers [layer0_s, layer1_s) (even split, or --pp-layers);
 //   rank r is stage r / tp, tp rank r % tp (comm/topology.h).
@@ -37,7 +38,7 @@ typedef struct {
     int kv_ready;
     const ivl_tensor *image_embeds;
     int microbatches;
-    int logits_root;          // world rank that broadcasts logits: (last stage, tp rank 0)
+    int logits_root;          // world rank whose logits go to rank 0: (last stage, tp rank 0)
 } ivl_dist;
 
 // Splits `layers` over `pp` stages: from spec ("12,12") or evenly (the first stages take the

@@ -153,12 +153,23 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
     int *rows_of = ivl_malloc((size_t)B * sizeof *rows_of);   // logits row -> sequence
     for (int i = 0; i < B; i++) rows_of[i] = i;
     int nrows = B;
+    // With several ranks, the step may deliver the logits to one rank only: that rank picks
+    // the tokens and share_tokens gives them to the others, so all take the same path.
+    const int sampler = !step->is_sampler || step->is_sampler(step->ctx);
+    int32_t *picked = ivl_malloc((size_t)B * sizeof *picked);
     while (nact > 0) {
+        for (int r = 0; r < nrows; r++) {
+            int i = rows_of[r];
+            picked[r] = sampler ? ivl_sample_next(logits + (int64_t)r * V, V, out + (int64_t)i * maxn,
+                                                  out_len[i], &p->sampling, &rng)
+                                : -1;
+        }
+        if (step->share_tokens) step->share_tokens(step->ctx, picked, nrows);
         int k = 0;
         for (int r = 0; r < nrows; r++) {
             int i = rows_of[r];
             int32_t *hist = out + (int64_t)i * maxn;
-            int32_t t = ivl_sample_next(logits + (int64_t)r * V, V, hist, out_len[i], &p->sampling, &rng);
+            int32_t t = picked[r];
             hist[out_len[i]++] = t;
             if (p->on_token) p->on_token(p->cb_ctx, i, t);
             if (t == p->stop_id || out_len[i] >= maxn) {
@@ -178,6 +189,7 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
         step->run(step->ctx, seqs, k, next, NULL, logits, NULL);
     }
     free(ids); free(img); free(seqs); free(logits); free(active); free(next); free(rows_of);
+    free(picked);
 }
 
 // ---- one rank holding the whole model ----
@@ -203,6 +215,6 @@ static void local_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32
 }
 
 ivl_step ivl_model_local_step(ivl_local_step *ctx) {
-    ivl_step s = {ctx, ctx->model->cfg.llm.vocab, local_run};
+    ivl_step s = {ctx, ctx->model->cfg.llm.vocab, local_run, NULL, NULL};
     return s;
 }

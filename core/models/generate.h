@@ -18,6 +18,11 @@ typedef struct ivl_step {
     // embedding; NULL = text only). Writes each sequence's last-row logits to logits [nseq, V].
     void (*run)(void *ctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
                 const int64_t *img_row, float *logits, const ivl_dump *dump);
+    // Optional (NULL: logits everywhere). A distributed step delivers the logits to one rank
+    // only (world rank 0): is_sampler says whether this rank has them, and share_tokens gives
+    // the n tokens that rank picked to every rank (collective).
+    int (*is_sampler)(void *ctx);
+    void (*share_tokens)(void *ctx, int32_t *tokens, int n);
 } ivl_step;
 
 // The step of one rank holding the whole model.
