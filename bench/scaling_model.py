@@ -180,8 +180,8 @@ def check(path):
                         b += B * (-(-V // t)) * t * e   # all-gather of the logits blocks
                 if not last:
                     b += n * D * e                      # send to the next stage
-                if to0:
-                    b += B * V * 4                      # logits of the last stage to rank 0
+                if root != 0 and rank == root:
+                    b += B * V * 4                      # logits of the last stage to rank 0 (sent bytes)
             rank_bytes.append(b)
             rank_calls.append(calls)
         meas = [x["comm_bytes"] for x in r["ranks"]]
