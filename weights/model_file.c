@@ -201,6 +201,58 @@ static void convert(void *dst, ivl_dtype dt, const void *src, ivl_dtype st, size
 }
 
 // Reads the block starting at start with extent count (ndim dims) into a new host tensor.
+// A corrupt chunk index can give a chunk a stored size smaller than the chunk, and libhdf5
+// 1.10 then copies the full chunk from a short buffer (heap over-read: garbage weights or a
+// crash; tests/fuzz/open). The converter writes unfiltered chunks of exactly chunk-size
+// bytes, so every stored chunk must have that size and lie inside the file.
+static int check_chunks(ivl_model_file *mf, const char *tensor, hid_t d, ivl_dtype stored) {
+    int rc = 0;
+    hid_t dcpl = H5Dget_create_plist(d), sp = H5Dget_space(d);
+    if (dcpl < 0 || sp < 0) {
+        rc = ivl_errorf("%s: tensor %s: unreadable layout", mf->path, tensor);
+        goto done;
+    }
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_nfilters(dcpl) == 0) {
+        hsize_t cdims[IVL_MAX_DIMS], dims[IVL_MAX_DIMS], fsize = 0;
+        int cnd = H5Pget_chunk(dcpl, IVL_MAX_DIMS, cdims);
+        int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
+        if (cnd < 1 || cnd != nd) {
+            rc = ivl_errorf("%s: tensor %s: bad chunk layout (re-run internvl convert)", mf->path, tensor);
+            goto done;
+        }
+        hsize_t want = ivl_dtype_size(stored), nchunks = 1, grid[IVL_MAX_DIMS];
+        for (int i = 0; i < nd; i++) {
+            want *= cdims[i];
+            grid[i] = cdims[i] ? (dims[i] + cdims[i] - 1) / cdims[i] : 0;
+            nchunks *= grid[i];
+        }
+        hid_t file = H5Iget_file_id(d);
+        H5Fget_filesize(file, &fsize);
+        H5Fclose(file);
+        // Walk the chunk grid (chunk offsets are multiples of the chunk dims).
+        for (hsize_t c = 0; !rc && c < nchunks; c++) {
+            hsize_t off[IVL_MAX_DIMS], rest = c, size = 0;
+            for (int i = nd - 1; i >= 0; i--) {
+                off[i] = (rest % grid[i]) * cdims[i];
+                rest /= grid[i];
+            }
+            haddr_t addr = 0;
+            unsigned mask = 0;
+            if (H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) < 0 || size != want ||
+                addr == HADDR_UNDEF || addr + size > fsize)
+                rc = ivl_errorf("%s: tensor %s: chunk %llu is %llu bytes at offset %llu, expected "
+                                "%llu bytes inside the %llu-byte file: the file is corrupt; "
+                                "re-run internvl convert", mf->path, tensor, (unsigned long long)c,
+                                (unsigned long long)size, (unsigned long long)addr,
+                                (unsigned long long)want, (unsigned long long)fsize);
+        }
+    }
+done:
+    if (sp >= 0) H5Sclose(sp);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    return rc;
+}
+
 static int read_block(ivl_model_file *mf, const char *tensor, hid_t d, int ndim,
                       const hsize_t *start, const hsize_t *count, ivl_dtype stored, ivl_dtype dt,
                       ivl_tensor *out) {
@@ -217,6 +269,10 @@ static int read_block(ivl_model_file *mf, const char *tensor, hid_t d, int ndim,
     *out = ivl_tensor_host(dt, ndim, shape);
     void *dst = out->data;
     if (dt != stored) dst = tmp = ivl_malloc(numel * ivl_dtype_size(stored));
+    if (numel && check_chunks(mf, tensor, d, stored) != 0) {
+        rc = -1;
+        goto fail;
+    }
     if (numel) {
         H5_TRY(fs = H5Dget_space(d), "%s: tensor %s", mf->path, tensor);
         H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL));
