@@ -26,7 +26,9 @@ static _Noreturn void end_job(int code) {
     fflush(stdout);
     fflush(stderr);
     if (g_abort_hook) g_abort_hook(code);   // MPI_Abort: takes every rank down
-    abort();
+    // No MPI (or it is already down): a plain exit with the code, not abort(): user errors
+    // found before MPI starts (a bad option) must not look like a crash or leave a core.
+    _exit(code ? code : 1);
 }
 
 static void prefix(char *buf, size_t n) {
