@@ -180,6 +180,27 @@ static void add_unit(ivl_cap_inputs *in, ivl_cap_unit u) {
     in->units[in->n++] = u;
 }
 
+// A folder's or list file's images as output units of `chunk` images each, named
+// <stem>-000000, <stem>-000001, ...; the inputs keep the list (freed with them). chunk 0
+// (the folder or list could not be read) only hands the list over, for freeing.
+static void add_file_units(ivl_cap_inputs *in, const char *path, file_vec *f, int64_t chunk) {
+    char *stem = stem_of(path);
+    for (int64_t c = 0; chunk > 0 && c * chunk < f->n; c++) {
+        ivl_cap_unit u = {IVL_CAP_FILES, NULL, NULL, f->v + c * chunk,
+                          f->n - c * chunk < chunk ? f->n - c * chunk : chunk};
+        size_t l = strlen(stem) + 16;
+        u.name = ivl_malloc(l);
+        snprintf(u.name, l, "%s-%06lld", stem, (long long)c);
+        add_unit(in, u);
+    }
+    free(stem);
+    in->file_lists = ivl_realloc(in->file_lists, (size_t)(in->n_lists + 1) * sizeof(void *));
+    in->file_counts = ivl_realloc(in->file_counts, (size_t)(in->n_lists + 1) * sizeof(int64_t));
+    in->file_lists[in->n_lists] = f->v;
+    in->file_counts[in->n_lists++] = f->n;
+    in->known_images += f->n;
+}
+
 int ivl_cap_inputs_build(char *const *srcs, int nsrc, int64_t chunk, ivl_cap_inputs *in) {
     memset(in, 0, sizeof *in);
     if (chunk < 1) chunk = 1;
@@ -197,21 +218,7 @@ int ivl_cap_inputs_build(char *const *srcs, int nsrc, int64_t chunk, ivl_cap_inp
                 rc = walk(paths[i], "", &f);
                 if (rc == 0 && f.n == 0)
                     LOG_WARN("input folder %s holds no image files (by extension)", paths[i]);
-                char *stem = stem_of(paths[i]);
-                for (int64_t c = 0; rc == 0 && c * chunk < f.n; c++) {
-                    ivl_cap_unit u = {IVL_CAP_FILES, NULL, NULL, f.v + c * chunk,
-                                      f.n - c * chunk < chunk ? f.n - c * chunk : chunk};
-                    size_t l = strlen(stem) + 16;
-                    u.name = ivl_malloc(l);
-                    snprintf(u.name, l, "%s-%06lld", stem, (long long)c);
-                    add_unit(in, u);
-                }
-                free(stem);
-                in->file_lists = ivl_realloc(in->file_lists, (size_t)(in->n_lists + 1) * sizeof(void *));
-                in->file_counts = ivl_realloc(in->file_counts, (size_t)(in->n_lists + 1) * sizeof(int64_t));
-                in->file_lists[in->n_lists] = f.v;
-                in->file_counts[in->n_lists++] = f.n;
-                in->known_images += f.n;
+                add_file_units(in, paths[i], &f, rc == 0 ? chunk : 0);
             } else if (rc == 0) {
                 size_t l = strlen(paths[i]);
                 int is_tar = l > 4 && !strcasecmp(paths[i] + l - 4, ".tar");
@@ -221,21 +228,7 @@ int ivl_cap_inputs_build(char *const *srcs, int nsrc, int64_t chunk, ivl_cap_inp
                 } else {
                     file_vec f = {0};
                     rc = read_list(paths[i], &f);
-                    char *stem = stem_of(paths[i]);
-                    for (int64_t c = 0; rc == 0 && c * chunk < f.n; c++) {
-                        ivl_cap_unit u = {IVL_CAP_FILES, NULL, NULL, f.v + c * chunk,
-                                          f.n - c * chunk < chunk ? f.n - c * chunk : chunk};
-                        size_t ln = strlen(stem) + 16;
-                        u.name = ivl_malloc(ln);
-                        snprintf(u.name, ln, "%s-%06lld", stem, (long long)c);
-                        add_unit(in, u);
-                    }
-                    free(stem);
-                    in->file_lists = ivl_realloc(in->file_lists, (size_t)(in->n_lists + 1) * sizeof(void *));
-                    in->file_counts = ivl_realloc(in->file_counts, (size_t)(in->n_lists + 1) * sizeof(int64_t));
-                    in->file_lists[in->n_lists] = f.v;
-                    in->file_counts[in->n_lists++] = f.n;
-                    in->known_images += f.n;
+                    add_file_units(in, paths[i], &f, rc == 0 ? chunk : 0);
                 }
             }
             free(paths[i]);
