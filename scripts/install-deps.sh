@@ -4,7 +4,8 @@
 # Idempotent and non-interactive: when everything is present it exits in a fraction of a
 # second without touching the network. Needs root (or sudo).
 #
-#   scripts/install-deps.sh            build + run deps, plus numpy (the demo checkpoint generator)
+#   scripts/install-deps.sh            build + run deps, plus numpy and the sentencepiece module
+#                                      (the demo checkpoint generator)
 #   scripts/install-deps.sh --tests    also the test/bench deps: torch (Python reference), h5py,
 #                                      Pillow, sentencepiece module, Slurm + munge, clang/libFuzzer,
 #                                      valgrind, gnuplot
@@ -33,11 +34,12 @@ PKGS=(
   libjpeg-dev libpng-dev                          # image decoding (libjpeg-turbo, libpng)
   libsentencepiece-dev sentencepiece              # tokenizer library + spm_train
   libarchive-dev libcjson-dev                     # tar shards, JSON
-  python3 python3-numpy                           # test/demo checkpoint generator
+  python3 python3-numpy                           # test/demo checkpoint generator,
+  python3-sentencepiece python3-protobuf          #   which also writes the tokenizer files
 )
 if [ "$WITH_TESTS" = 1 ]; then
   PKGS+=(
-    python3-torch python3-h5py python3-pil python3-sentencepiece python3-protobuf  # reference
+    python3-torch python3-h5py python3-pil          # Python reference, fixtures
     slurmctld slurmd slurm-client munge           # single-node Slurm for the caption tests
     clang libclang-rt-14-dev llvm valgrind        # fuzzing, sanitizers
     gnuplot-nox                                   # bench/plot
