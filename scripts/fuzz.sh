@@ -21,5 +21,5 @@ cmake -S . -B "$BUILD" -DIVL_FUZZ=ON -DIVL_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug \
 cmake --build "$BUILD" -j "$(nproc)" --target fuzz_all
 echo "fuzz.sh: built in $(( $(date +%s) - t0 )) s"
 cd "$BUILD"
-ctest --output-on-failure -L fuzz -j 1
+ctest --output-on-failure --no-tests=error -L fuzz -j 1
 echo "fuzz.sh: all fuzz targets ran clean in $(( $(date +%s) - t0 )) s"
