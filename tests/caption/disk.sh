@@ -22,11 +22,17 @@ $CHECK "$T/full" "$EXP" --complete --ref "$W/ref" --count 29 || fail "after the 
 # 2. A read-only output folder (as root, permissions do not apply: run as nobody).
 mkdir -p "$T/ro" && chmod 555 "$T/ro"
 AS=""; [ "$(id -u)" = 0 ] && AS="runuser -u nobody --"
-$AS timeout 30 "$BIN" caption $ARGS $INPUTS --out "$T/ro/out" > "$T/ro.log" 2>&1
-rc=$?
-cat "$T/ro.log"
-[ $rc -eq 1 ] || fail "read-only folder: exit $rc, expected 1"
-grep -q "cannot create the output folder $T/ro/out: Permission denied" "$T/ro.log" || fail "no clear message"
+# As nobody the binary and the test data must be reachable (a checkout under a private home,
+# e.g. /root, is not): otherwise this case would fail for the wrong reason, so it is skipped.
+if [ -n "$AS" ] && ! $AS sh -c "test -x '$BIN' && test -r '$MODEL' && test -x '$T'" 2>/dev/null; then
+  echo "skip: read-only folder case: the build tree is not reachable by user nobody"
+else
+  $AS timeout 30 "$BIN" caption $ARGS $INPUTS --out "$T/ro/out" > "$T/ro.log" 2>&1
+  rc=$?
+  cat "$T/ro.log"
+  [ $rc -eq 1 ] || fail "read-only folder: exit $rc, expected 1"
+  grep -q "cannot create the output folder $T/ro/out: Permission denied" "$T/ro.log" || fail "no clear message"
+fi
 chmod 755 "$T/ro"
 # 3. An empty input folder.
 mkdir -p "$T/empty"

@@ -102,10 +102,17 @@ if [ "$(id -u)" = 0 ]; then
   asuser=(setpriv --reuid=65534 --regid=65534 --clear-groups)
   chmod o+r "$work" 2>/dev/null
 fi
-expect_error "forward --dump into a read-only folder" "Permission denied" "$ro/o.h5" \
-  "${asuser[@]}" $(fwd "$model" "$in" "$ro/o.h5")
-expect_error "convert into a read-only folder" "Permission denied|cannot create" "$ro/m.h5" \
-  "${asuser[@]}" "$bin" convert --hf "$hf" --out "$ro/m.h5" --no-progress
+# As another user the binary and inputs must be reachable (a checkout under a private home,
+# e.g. /root, is not): otherwise exec itself fails with "Permission denied" and the case
+# would pass for the wrong reason, so it is skipped.
+if [ ${#asuser[@]} -gt 0 ] && ! "${asuser[@]}" sh -c "test -x '$bin' && test -r '$model' && test -r '$in' && test -r '$hf/config.json'" 2>/dev/null; then
+  echo "skip: read-only folder cases: the build tree is not reachable by an unprivileged user"
+else
+  expect_error "forward --dump into a read-only folder" "Permission denied" "$ro/o.h5" \
+    "${asuser[@]}" $(fwd "$model" "$in" "$ro/o.h5")
+  expect_error "convert into a read-only folder" "Permission denied|cannot create" "$ro/m.h5" \
+    "${asuser[@]}" "$bin" convert --hf "$hf" --out "$ro/m.h5" --no-progress
+fi
 
 [ $fails -eq 0 ] && echo "faults_io: all cases passed" || echo "faults_io: $fails failed"
 exit $((fails > 0))
