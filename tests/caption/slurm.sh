@@ -18,6 +18,7 @@ mkdir -p "$S/state" "$S/spool" "$S/log" "$S/munge"
 chown munge:munge "$S/munge" 2>/dev/null || chown munge "$S/munge"
 chmod 755 "$S"
 JOBS=""
+STEPD_BEFORE=" $(pgrep -x slurmstepd | tr '\n' ' ') "   # job-step daemons not ours
 cleanup() {
     for j in $JOBS; do scancel "$j" 2> /dev/null; done
     for f in slurmd slurmctld munge/munged; do
@@ -26,6 +27,10 @@ cleanup() {
     sleep 0.5
     for f in slurmd slurmctld munge/munged; do
         [ -s "$S/$f.pid" ] && kill -KILL "$(cat "$S/$f.pid")" 2> /dev/null
+    done
+    # Job-step daemons of jobs that never ended (a hung or killed run) outlive slurmd.
+    for p in $(pgrep -x slurmstepd); do
+        case "$STEPD_BEFORE" in *" $p "*) ;; *) kill -KILL "$p" 2> /dev/null ;; esac
     done
     rm -rf "$S"
 }
