@@ -148,7 +148,14 @@ static int read_list(const char *path, file_vec *f) {
         char *tab = strchr(line, '\t');
         char *p = tab ? tab + 1 : line;
         char full[4096];
-        snprintf(full, sizeof full, "%s%s", p[0] == '/' ? "" : base, p);
+        if (snprintf(full, sizeof full, "%s%s", p[0] == '/' ? "" : base, p) >= (int)sizeof full) {
+            int rc = ivl_errorf("list file %s: a path is longer than %zu bytes (%.60s...)", path,
+                                sizeof full - 1, p);
+            free(line);
+            free(base);
+            fclose(fp);
+            return rc;
+        }
         char *key;
         if (tab) {
             *tab = 0;

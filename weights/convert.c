@@ -312,6 +312,11 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
     hid_t file = -1, fapl = -1;
     int rc = 0, created = 0;
     const char *tmp = o->tmp_path;
+    // Paths are built in fixed buffers below: refuse what would not fit instead of opening a
+    // shortened name (limit 4000 bytes leaves room for "/tokenizer_config.json", ".tmp-<pid>").
+    if (strlen(o->hf_dir) > 4000 || strlen(o->out_path) > 4000)
+        return ivl_errorf("path too long (over 4000 bytes): %.80s...",
+                          strlen(o->hf_dir) > 4000 ? o->hf_dir : o->out_path);
     if (!tmp) {
         snprintf(tmp_default, sizeof tmp_default, "%s.tmp-%ld", o->out_path, (long)getpid());
         tmp = tmp_default;
