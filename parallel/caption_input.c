@@ -38,6 +38,8 @@ void ivl_cap_item_free(ivl_cap_item *it) {
 
 // ---- brace ranges ----
 
+#define IVL_CAP_MAX_BRACE_RANGE 1000000   // shards named by one brace pattern
+
 int ivl_cap_expand_braces(const char *pat, char ***out) {
     const char *lb = strchr(pat, '{');
     const char *rb = lb ? strchr(lb, '}') : NULL;
@@ -49,13 +51,18 @@ int ivl_cap_expand_braces(const char *pat, char ***out) {
         return 1;
     }
     char *end;
+    errno = 0;
     long a = strtol(lb + 1, &end, 10);
-    if (end != dots || !isdigit((unsigned char)lb[1]))
+    if (end != dots || !isdigit((unsigned char)lb[1]) || errno == ERANGE)
         return ivl_errorf("%s: bad brace range (expected {00000..00999})", pat);
     long b = strtol(dots + 2, &end, 10);
-    if (end != rb || !isdigit((unsigned char)dots[2]))
+    if (end != rb || !isdigit((unsigned char)dots[2]) || errno == ERANGE)
         return ivl_errorf("%s: bad brace range (expected {00000..00999})", pat);
     if (b < a) return ivl_errorf("%s: empty brace range (%ld > %ld)", pat, a, b);
+    // Each shard becomes a string here: bound the count (and b - a + 1 cannot overflow).
+    if (b - a >= IVL_CAP_MAX_BRACE_RANGE)
+        return ivl_errorf("%s: a brace range of %ld shards is above the limit of %d; split the "
+                          "job", pat, b - a + 1, IVL_CAP_MAX_BRACE_RANGE);
     int width = (int)(dots - lb - 1);
     long n = b - a + 1;
     char **v = ivl_malloc((size_t)n * sizeof *v);
