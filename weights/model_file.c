@@ -205,7 +205,8 @@ static void convert(void *dst, ivl_dtype dt, const void *src, ivl_dtype st, size
 // 1.10 then copies the full chunk from a short buffer (heap over-read: garbage weights or a
 // crash; tests/fuzz/open). The converter writes unfiltered chunks of exactly chunk-size
 // bytes, so every stored chunk must have that size and lie inside the file.
-static int check_chunks(ivl_model_file *mf, const char *tensor, hid_t d, ivl_dtype stored) {
+static int check_chunks(ivl_model_file *mf, const char *tensor, hid_t d, ivl_dtype stored,
+                        const hsize_t *start, const hsize_t *count) {
     int rc = 0;
     hid_t dcpl = H5Dget_create_plist(d), sp = H5Dget_space(d);
     if (dcpl < 0 || sp < 0) {
@@ -220,12 +221,17 @@ static int check_chunks(ivl_model_file *mf, const char *tensor, hid_t d, ivl_dty
             rc = ivl_errorf("%s: tensor %s: bad chunk layout (re-run internvl convert)", mf->path, tensor);
             goto done;
         }
-        hsize_t want = ivl_dtype_size(stored), nchunks = 1, grid[IVL_MAX_DIMS];
+        // Only the chunks the selection [start, start + count) touches: a tensor-parallel rank
+        // reading a row block does not walk the whole tensor's index.
+        hsize_t want = ivl_dtype_size(stored), nchunks = 1, grid[IVL_MAX_DIMS], c0[IVL_MAX_DIMS];
         for (int i = 0; i < nd; i++) {
             want *= cdims[i];
-            grid[i] = cdims[i] ? (dims[i] + cdims[i] - 1) / cdims[i] : 0;
+            if (!cdims[i] || !count[i]) goto done;
+            c0[i] = start[i] / cdims[i];
+            grid[i] = (start[i] + count[i] - 1) / cdims[i] - c0[i] + 1;
             nchunks *= grid[i];
         }
+        (void)dims;
         hid_t file = H5Iget_file_id(d);
         H5Fget_filesize(file, &fsize);
         H5Fclose(file);
@@ -233,7 +239,7 @@ static int check_chunks(ivl_model_file *mf, const char *tensor, hid_t d, ivl_dty
         for (hsize_t c = 0; !rc && c < nchunks; c++) {
             hsize_t off[IVL_MAX_DIMS], rest = c, size = 0;
             for (int i = nd - 1; i >= 0; i--) {
-                off[i] = (rest % grid[i]) * cdims[i];
+                off[i] = (c0[i] + rest % grid[i]) * cdims[i];
                 rest /= grid[i];
             }
             haddr_t addr = 0;
@@ -269,7 +275,7 @@ static int read_block(ivl_model_file *mf, const char *tensor, hid_t d, int ndim,
     *out = ivl_tensor_host(dt, ndim, shape);
     void *dst = out->data;
     if (dt != stored) dst = tmp = ivl_malloc(numel * ivl_dtype_size(stored));
-    if (numel && check_chunks(mf, tensor, d, stored) != 0) {
+    if (numel && check_chunks(mf, tensor, d, stored, start, count) != 0) {
         rc = -1;
         goto fail;
     }
@@ -296,58 +302,46 @@ static int check_dt(const ivl_model_file *mf, const char *tensor, ivl_dtype dt) 
                       ivl_dtype_name(dt));
 }
 
-int ivl_model_file_read(ivl_model_file *mf, const char *tensor, ivl_dtype dt, ivl_tensor *out) {
+// Whole tensor (axis -1), or [r0, r0 + n) along axis 0 (rows) or 1 (columns, 2-D only).
+static int read_range(ivl_model_file *mf, const char *tensor, int axis, int64_t r0, int64_t n,
+                      ivl_dtype dt, ivl_tensor *out) {
+    static const char *what[2] = {"rows", "columns"};
     hid_t d;
     int ndim;
     hsize_t dims[IVL_MAX_DIMS], start[IVL_MAX_DIMS] = {0};
     ivl_dtype stored;
     if (check_dt(mf, tensor, dt) || open_tensor(mf, tensor, &d, &ndim, dims, &stored)) return -1;
-    int rc = read_block(mf, tensor, d, ndim, start, dims, stored, dt, out);
+    int rc;
+    if (axis == 1 && ndim != 2) {
+        rc = ivl_errorf("%s: tensor %s: column reads need a 2-D tensor (it has %d dimensions)",
+                        mf->path, tensor, ndim);
+    } else if (axis >= 0 && (r0 < 0 || n < 0 || (hsize_t)r0 + (hsize_t)n > dims[axis])) {
+        rc = ivl_errorf("%s: tensor %s: %s [%lld, %lld) outside its %llu %s", mf->path, tensor,
+                        what[axis], (long long)r0, (long long)(r0 + n),
+                        (unsigned long long)dims[axis], what[axis]);
+    } else {
+        if (axis >= 0) {
+            start[axis] = (hsize_t)r0;
+            dims[axis] = (hsize_t)n;
+        }
+        rc = read_block(mf, tensor, d, ndim, start, dims, stored, dt, out);
+    }
     H5Dclose(d);
     return rc;
+}
+
+int ivl_model_file_read(ivl_model_file *mf, const char *tensor, ivl_dtype dt, ivl_tensor *out) {
+    return read_range(mf, tensor, -1, 0, 0, dt, out);
 }
 
 int ivl_model_file_read_rows(ivl_model_file *mf, const char *tensor, int64_t r0, int64_t n,
                              ivl_dtype dt, ivl_tensor *out) {
-    hid_t d;
-    int ndim;
-    hsize_t dims[IVL_MAX_DIMS], start[IVL_MAX_DIMS] = {0};
-    ivl_dtype stored;
-    if (check_dt(mf, tensor, dt) || open_tensor(mf, tensor, &d, &ndim, dims, &stored)) return -1;
-    int rc;
-    if (r0 < 0 || n < 0 || (hsize_t)r0 + (hsize_t)n > dims[0]) {
-        rc = ivl_errorf("%s: tensor %s: rows [%lld, %lld) outside its %llu rows", mf->path,
-                        tensor, (long long)r0, (long long)(r0 + n), (unsigned long long)dims[0]);
-    } else {
-        start[0] = (hsize_t)r0;
-        dims[0] = (hsize_t)n;
-        rc = read_block(mf, tensor, d, ndim, start, dims, stored, dt, out);
-    }
-    H5Dclose(d);
-    return rc;
+    return read_range(mf, tensor, 0, r0, n, dt, out);
 }
 
 int ivl_model_file_read_cols(ivl_model_file *mf, const char *tensor, int64_t c0, int64_t n,
                              ivl_dtype dt, ivl_tensor *out) {
-    hid_t d;
-    int ndim;
-    hsize_t dims[IVL_MAX_DIMS], start[IVL_MAX_DIMS] = {0};
-    ivl_dtype stored;
-    if (check_dt(mf, tensor, dt) || open_tensor(mf, tensor, &d, &ndim, dims, &stored)) return -1;
-    int rc;
-    if (ndim != 2) {
-        rc = ivl_errorf("%s: tensor %s: column reads need a 2-D tensor (it has %d dimensions)",
-                        mf->path, tensor, ndim);
-    } else if (c0 < 0 || n < 0 || (hsize_t)c0 + (hsize_t)n > dims[1]) {
-        rc = ivl_errorf("%s: tensor %s: columns [%lld, %lld) outside its %llu columns", mf->path,
-                        tensor, (long long)c0, (long long)(c0 + n), (unsigned long long)dims[1]);
-    } else {
-        start[1] = (hsize_t)c0;
-        dims[1] = (hsize_t)n;
-        rc = read_block(mf, tensor, d, ndim, start, dims, stored, dt, out);
-    }
-    H5Dclose(d);
-    return rc;
+    return read_range(mf, tensor, 1, c0, n, dt, out);
 }
 
 int ivl_model_file_config(ivl_model_file *mf, ivl_model_config *cfg) {
