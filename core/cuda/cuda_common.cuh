@@ -135,6 +135,10 @@ void cuda_matmul_raw(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const vo
 void cuda_op_matmul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
                     const ivl_tensor *bias);
 void cuda_matmul_plans_free(cuda_ctx *c);
+// gemv.cu: the weight-streaming kernel for M <= 8; returns 0 (nothing launched) when the
+// shape, dtype or alignment is not eligible or IVL_CUDA_GEMV=0, so the caller uses cuBLASLt.
+int cuda_gemv_try(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void *w,
+                  const void *bias, int64_t M, int64_t N, int64_t K);
 // norm.cu
 void cuda_op_sumsq_rows(ivl_backend *be, ivl_tensor *ss, const ivl_tensor *x);
 void cuda_op_rmsnorm_ss(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *ss,

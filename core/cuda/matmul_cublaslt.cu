@@ -6,6 +6,8 @@
 // m = N, n = M, k = K, and the bias (one value per row of the column-major result) is per
 // output feature, as Linear's.
 //
+// M <= 8 (decode) goes to the weight-streaming kernel in gemv.cu where eligible.
+//
 // Descriptors and the heuristic's algorithm are cached per (M, N, K, dtype, bias, alignment):
 // the model calls a few dozen distinct shapes, and asking the heuristic costs ~10-50 us.
 #include "core/cuda/cuda_common.cuh"
@@ -140,6 +142,8 @@ static cuda_matmul_plan *get_plan(cuda_ctx *c, ivl_dtype dt, int64_t M, int64_t 
 void cuda_matmul_raw(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void *w,
                      const void *bias, int64_t M, int64_t N, int64_t K) {
     if (M == 0 || N == 0) return;
+    // Decode (M <= 8) streams the weights with its own kernel where eligible (gemv.cu).
+    if (cuda_gemv_try(c, dt, y, x, w, bias, M, N, K)) return;
     int align = ptr_align(y);
     int a2 = ptr_align(x), a3 = ptr_align(w);
     if (a2 < align) align = a2;

@@ -1,0 +1,181 @@
+// gemv.cu - y[M,N] = x[M,K] . w[N,K]^T (+ bias[N]) for decode, M <= 8: a weight-streaming
+// kernel. At batch 1..8 the matmul reads every weight once and does 2*M FLOPs per weight, so
+// its speed is the rate at which w comes in from HBM; cuBLASLt's choice for such M is a GEMM
+// tile that may leave part of the bandwidth unused (bench_cuda_ops --bench "decode matmuls").
+//
+// Layout of the work: one block of GEMV_WARPS warps owns GEMV_ROWS consecutive rows n of w
+// (so each x vector loaded is used GEMV_ROWS times) and splits K between its warps; a lane
+// reads 16-byte vectors (8 values) of each of its rows, GEMV_UNROLL vectors per row before
+// using any, so GEMV_ROWS * GEMV_UNROLL independent 16-byte loads are in flight per lane.
+// w is read with an L1 no-allocate hint (it streams through once, and must not evict x,
+// which every block re-reads and which stays in L1/L2). Per output: lane partial sums ->
+// warp shuffle tree -> the warps' sums in shared memory, in a fixed order (deterministic).
+// Blocks: ceil(N / GEMV_ROWS), 1536..4096 for InternLM2-20B's matrices (10..30 per SM on an
+// H100), so the SMs stay busy to the end.
+//
+// Rounding as the cuBLASLt path: products summed in f32, bias added in f32, one rounding to T.
+// Eligible (else cuBLASLt): bf16/fp16, 1 <= M <= 8, K a multiple of 8, x and w 16-byte
+// aligned (with K % 8 == 0 every row is then aligned too), N and K below 2^31.
+// IVL_CUDA_GEMV=0 forces cuBLASLt (read at every call, so a benchmark can A/B in one run).
+//
+// bf16 -> f32 is a 16-bit shift (no bf16 instruction needed: builds for every arch);
+// fp16 uses __half22float2, available everywhere.
+#include "core/cuda/cuda_common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GEMV_WARPS 4
+#define GEMV_ROWS 4
+#define GEMV_UNROLL 2
+#define GEMV_MAX_M 8
+
+// 16 bytes of w that are read once: bypass L1 (sm_70+), else the read-only path.
+__device__ __forceinline__ uint4 ld_stream16(const uint4 *p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+#else
+    return __ldg(p);
+#endif
+}
+
+// 8 values of T packed in 16 bytes -> 8 floats (element 2i is the low half of word i).
+template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, float *f);
+template <> __device__ __forceinline__ void unpack8<bf16>(const uint4 &v, float *f) {
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(u[i] << 16);
+        f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+    }
+}
+template <> __device__ __forceinline__ void unpack8<f16>(const uint4 &v, float *f) {
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        __half2 h;
+        memcpy(&h, &u[i], sizeof h);
+        float2 p = __half22float2(h);
+        f[2 * i] = p.x;
+        f[2 * i + 1] = p.y;
+    }
+}
+
+template <typename T, int M>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+gemv_kernel(T *__restrict__ y, const T *__restrict__ x, const T *__restrict__ w,
+            const T *__restrict__ bias, int N, int K) {
+    __shared__ float red[GEMV_WARPS][M][GEMV_ROWS];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t n0 = (int64_t)blockIdx.x * GEMV_ROWS;
+    const int KV = K / 8;                          // 16-byte vectors per row
+    const int step = GEMV_WARPS * 32;              // vectors between one lane's loads
+    // Rows past N (last block) read row N-1 again and are never stored: no branch in the loop.
+    const uint4 *wr[GEMV_ROWS];
+#pragma unroll
+    for (int r = 0; r < GEMV_ROWS; r++) {
+        int64_t n = n0 + r < N ? n0 + r : N - 1;
+        wr[r] = reinterpret_cast<const uint4 *>(w + n * K);
+    }
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x);
+
+    float acc[M][GEMV_ROWS];
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int r = 0; r < GEMV_ROWS; r++) acc[m][r] = 0.0f;
+
+    for (int v0 = warp * 32 + lane; v0 < KV; v0 += GEMV_UNROLL * step) {
+        uint4 wv[GEMV_UNROLL][GEMV_ROWS];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {   // all loads first: they overlap in flight
+            const int v = v0 + u * step;
+#pragma unroll
+            for (int r = 0; r < GEMV_ROWS; r++)
+                wv[u][r] = v < KV ? ld_stream16(wr[r] + v) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int v = v0 + u * step;
+            if (v >= KV) break;
+            float wf[GEMV_ROWS][8];
+#pragma unroll
+            for (int r = 0; r < GEMV_ROWS; r++) unpack8<T>(wv[u][r], wf[r]);
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                float xf[8];
+                unpack8<T>(__ldg(xv + (int64_t)m * KV + v), xf);
+#pragma unroll
+                for (int r = 0; r < GEMV_ROWS; r++)
+#pragma unroll
+                    for (int j = 0; j < 8; j++) acc[m][r] = fmaf(xf[j], wf[r][j], acc[m][r]);
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int r = 0; r < GEMV_ROWS; r++) {
+            float s = acc[m][r];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (lane == 0) red[warp][m][r] = s;
+        }
+    __syncthreads();
+    for (int i = threadIdx.x; i < M * GEMV_ROWS; i += blockDim.x) {
+        const int m = i / GEMV_ROWS, r = i % GEMV_ROWS;
+        const int64_t n = n0 + r;
+        if (n >= N) continue;
+        float s = 0.0f;
+#pragma unroll
+        for (int wp = 0; wp < GEMV_WARPS; wp++) s += red[wp][m][r];
+        if (bias) s += to_f32(bias[n]);
+        y[(int64_t)m * N + n] = from_f32<T>(s);
+    }
+}
+
+template <typename T>
+static void gemv_launch(cuda_ctx *c, T *y, const T *x, const T *w, const T *bias, int M, int N,
+                        int K) {
+    const unsigned blocks = (unsigned)((N + GEMV_ROWS - 1) / GEMV_ROWS);
+    const dim3 grid(blocks), block(GEMV_WARPS * 32);
+    switch (M) {
+#define GEMV_CASE(MM)                                                                   \
+    case MM:                                                                            \
+        gemv_kernel<T, MM><<<grid, block, 0, c->stream>>>(y, x, w, bias, N, K);         \
+        break;
+        GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4)
+        GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
+#undef GEMV_CASE
+    default: IVL_CHECK(0, "cuda gemv: M=%d outside 1..%d", M, GEMV_MAX_M);
+    }
+    CUDA_LAUNCHED(c, "gemv");
+}
+
+// IVL_CUDA_GEMV unset, empty or anything but "0": the kernel is used where eligible.
+static int gemv_enabled(void) {
+    const char *v = getenv("IVL_CUDA_GEMV");
+    return !(v && !strcmp(v, "0"));
+}
+
+int cuda_gemv_try(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void *w,
+                  const void *bias, int64_t M, int64_t N, int64_t K) {
+    if (M < 1 || M > GEMV_MAX_M || N < 1 || K < 8 || K % 8 != 0) return 0;
+    if (N > INT32_MAX || K > INT32_MAX) return 0;
+    if (dt != IVL_BF16 && dt != IVL_F16) return 0;
+    if ((uintptr_t)x % 16 != 0 || (uintptr_t)w % 16 != 0) return 0;
+    // y and bias are accessed one element at a time: T alignment (2 bytes) is enough.
+    if ((uintptr_t)y % 2 != 0 || (bias && (uintptr_t)bias % 2 != 0)) return 0;
+    if (!gemv_enabled()) return 0;
+    if (dt == IVL_BF16)
+        gemv_launch<bf16>(c, (bf16 *)y, (const bf16 *)x, (const bf16 *)w, (const bf16 *)bias,
+                          (int)M, (int)N, (int)K);
+    else
+        gemv_launch<f16>(c, (f16 *)y, (const f16 *)x, (const f16 *)w, (const f16 *)bias,
+                         (int)M, (int)N, (int)K);
+    return 1;
+}
