@@ -315,8 +315,9 @@ static void run_checks(int quick) {
     check_rope(37, 4, 128, 0);
     check_rope(3, 8, 96, 4000);
     // Every flash variant (IVL_CUDA_FLASH, see core/cuda/attention.cu) on the prefill shapes.
-    static const char *variants[] = {"regs64", "regs32", "smem"};
-    for (int vi = 0; vi < 3; vi++) {
+    // "mma"/"mma128" are the mma.sync kernel (core/cuda/flash_mma.cu, the sm_80+ default).
+    static const char *variants[] = {"mma", "mma128", "regs64", "regs32", "smem"};
+    for (int vi = 0; vi < 5; vi++) {
         setenv("IVL_CUDA_FLASH", variants[vi], 1);
         printf("attention, flash variant %s (T > 16)\n", variants[vi]);
         check_attention("vit", 257, 257, 4, 4, 128, 0, 0);
@@ -324,6 +325,8 @@ static void run_checks(int quick) {
         check_attention("prefill", 100, 100, 12, 2, 128, 1, 0);
         check_attention("chunk", 40, 100, 12, 2, 128, 1, 60);
         check_attention("phi3", 70, 70, 4, 4, 96, 1, 0);
+        check_attention("ragged", 33, 77, 6, 3, 64, 0, 0);
+        if (!quick) check_attention("long-chunk", 130, 2100, 8, 2, 128, 1, 1970);
     }
     unsetenv("IVL_CUDA_FLASH");
     printf("attention, decode kernel (T <= 16)\n");
@@ -471,8 +474,8 @@ static void bench_vit(int tiles, const card_spec *cs) {
     aa.o = &ot, aa.q = &qt, aa.k = &kt, aa.v = &vt, aa.reps = tiles;
     double ta = time_it(at_run, &aa, 2, 5);
     report("  of which attention (flash, 1025x1025)", att, ta, cs);
-    static const char *variants[] = {"regs64", "regs32", "smem"};
-    for (int vi = 0; vi < 3; vi++) {   // the kernel variants, for choosing the default
+    static const char *variants[] = {"mma", "mma128", "regs64", "regs32", "smem"};
+    for (int vi = 0; vi < 5; vi++) {   // the kernel variants, for choosing the default
         setenv("IVL_CUDA_FLASH", variants[vi], 1);
         char lab[64];
         snprintf(lab, sizeof lab, "    attention variant %s", variants[vi]);
@@ -554,6 +557,14 @@ static void bench_llm(const char *label, int batch, int64_t per, int64_t ctx, co
         ivl_tensor v0 = ivl_tensor_slice(&L.vc, 0, ctx), o0 = ivl_tensor_slice(&L.att, 0, per);
         at_args aa = {&o0, &q0, &k0, &v0, 48, 8, 128, 1, ctx - per, 1};
         report("  of which attention (causal flash)", att / batch, time_it(at_run, &aa, 1, 5), cs);
+        static const char *cv[] = {"mma", "mma128", "regs64"};
+        for (int vi = 0; vi < 3; vi++) {
+            setenv("IVL_CUDA_FLASH", cv[vi], 1);
+            char lab[64];
+            snprintf(lab, sizeof lab, "    causal attention variant %s", cv[vi]);
+            report(lab, att / batch, time_it(at_run, &aa, 1, 3), cs);
+        }
+        unsetenv("IVL_CUDA_FLASH");
     }
     double bw = (wbytes + kvbytes) / t / 1e9;
     printf("  %-40s weights %.0f MB + KV %.0f MB in %.3f ms = %.0f GB/s = %.1f%% of measured copy BW\n",

@@ -288,7 +288,8 @@ static int flash_try(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, in
     return 1;
 }
 
-// Variants (IVL_CUDA_FLASH picks one for benchmarking): "regs64" (default where the layout
+// WMMA variants (IVL_CUDA_FLASH picks one for benchmarking; on sm_80+ the default is the
+// mma.sync kernel of flash_mma.cu, "mma" / "mma128"): "regs64" (default where the layout
 // check passes: output in registers, 64-key tiles), "regs32" (32-key tiles: half the shared
 // memory, more blocks per SM), "smem" (output in shared memory, 64x64 tiles, any sm_70+).
 // sm_75 has 64 KB of shared memory per block: 32x32 tiles with the shared-memory output.
@@ -500,8 +501,15 @@ void cuda_op_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
     DISPATCH_T(be->dtype, {
         T *o = (T *)out->data;
         const T *qq = (const T *)q->data, *kk = (const T *)k->data, *vv = (const T *)v->data;
-        if (Tq > 16 && aligned16(o) && aligned16(qq) && aligned16(kk) && aligned16(vv) &&
-            !getenv("IVL_CUDA_NO_FLASH"))
+        const int flash_ok = Tq > 16 && aligned16(o) && aligned16(qq) && aligned16(kk) &&
+                             aligned16(vv) && !getenv("IVL_CUDA_NO_FLASH");
+        const char *variant = getenv("IVL_CUDA_FLASH");   // see flash_launch_hd and README
+        const int wmma = variant && strncmp(variant, "mma", 3) != 0;
+        if (flash_ok && !wmma)
+            done = cuda_flash_mma(c, be->dtype, variant && !strcmp(variant, "mma128") ? 128 : 64,
+                                  o, qq, kk, vv, (int)Tq, (int)L, H, KH, hd, causal,
+                                  (long long)q_pos0, sl2);
+        if (flash_ok && !done)
             done = flash_launch<T>(c, o, qq, kk, vv, (int)Tq, (int)L, H, KH, hd, causal,
                                    (long long)q_pos0, sl2);
         if (!done)

@@ -82,6 +82,13 @@ void cuda_after_launch(cuda_ctx *c, const char *what, const char *file, int line
 #define CUDA_LAUNCHED(c, what) cuda_after_launch((c), (what), __FILE__, __LINE__)
 
 void *cuda_scratch(cuda_ctx *c, int which, size_t bytes);
+
+// flash_mma.cu: FlashAttention-2-style prefill attention with mma.sync (sm_80+, bf16/fp16,
+// head_dim 64/96/128, 16-byte aligned pointers). br = query rows per block (64 or 128).
+// Returns 0 (nothing launched) when it does not apply; attention.cu then uses WMMA/decode.
+int cuda_flash_mma(cuda_ctx *c, ivl_dtype dt, int br, void *out, const void *q, const void *k,
+                   const void *v, int Tq, int L, int H, int KH, int hd, int causal,
+                   long long q_pos0, float sl2);
 void *cuda_dev_alloc(cuda_ctx *c, size_t bytes);
 void cuda_dev_free(cuda_ctx *c, void *p);
 
