@@ -118,6 +118,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 run_step "op checks: CUDA vs CPU backend" 150 "$BENCH" --check
 run_step "op checks again with IVL_CUDA_DEBUG_SYNC=1 (quick)" 120 env IVL_CUDA_DEBUG_SYNC=1 "$BENCH" --check --quick
 
+# compute-sanitizer over the quick checks (every kernel, small shapes): out-of-bounds and
+# misaligned accesses, races in shared memory are not covered (memcheck only).
+if [ "${IVL_GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+  run_step "compute-sanitizer memcheck, quick op checks" 200 compute-sanitizer --tool memcheck \
+    --error-exitcode 9 "$BENCH" --check --quick
+fi
+
 # ---------------------------------------------------------------- 4. ceilings + model shapes
 run_step "benchmarks at model shapes" 180 "$BENCH" --bench --tiles 8 --prefill 2048 --ctx 1024 \
   | tee "$OUT/bench.txt"
