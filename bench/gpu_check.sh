@@ -118,6 +118,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 run_step "op checks: CUDA vs CPU backend" 150 "$BENCH" --check
 run_step "op checks again with IVL_CUDA_DEBUG_SYNC=1 (quick)" 120 env IVL_CUDA_DEBUG_SYNC=1 "$BENCH" --check --quick
 
+# The pre-Ampere paths on this card (IVL_CUDA_EMULATE_CC, core/cuda/backend_cuda.cu): fp16
+# compute with the WMMA attention (sm_75) and with the CUDA-core attention only (sm_61, the
+# GTX 1080 Ti path). Same binary: this checks the fp16 kernels and the dispatch, not the
+# older instruction sets.
+run_step "op checks emulating sm_75 (fp16, WMMA attention)" 120 env IVL_CUDA_EMULATE_CC=75 "$BENCH" --check --quick
+run_step "op checks emulating sm_61 (fp16, no tensor-core attention)" 120 env IVL_CUDA_EMULATE_CC=61 "$BENCH" --check --quick
+
 # compute-sanitizer over the quick checks (every kernel, small shapes): out-of-bounds and
 # misaligned accesses, races in shared memory are not covered (memcheck only).
 if [ "${IVL_GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
@@ -136,6 +143,8 @@ run_step "benchmarks at model shapes" 180 "$BENCH" --bench --tiles 8 --prefill 2
 E2E="$BDIR/bench/gpu_e2e"; [ -x "$E2E" ] || E2E="$BDIR/gpu_e2e"
 run_step "end to end: three families CUDA vs CPU, real-size throughput" 240 \
   "$E2E" ${IVL_GPU_CHECK_BIG:+--big} | tee "$OUT/e2e.txt"
+run_step "end to end emulating sm_75 (fp16): three families CUDA vs CPU, Mini-2B" 150 \
+  env IVL_CUDA_EMULATE_CC=75 "$E2E" | tee "$OUT/e2e-sm75.txt"
 
 # ---------------------------------------------------------------- 6. results
 {
@@ -143,7 +152,7 @@ run_step "end to end: three families CUDA vs CPU, real-size throughput" 240 \
   sed -n '/^```$/,$p' "$OUT/bench.txt" | sed '1d'
   echo
   echo "op checks: $(grep -h '^checks:' "$LOG" | tr '\n' ' ')"
-  echo; echo '```'; cat "$OUT/e2e.txt" 2>/dev/null; echo '```'
+  echo; echo '```'; cat "$OUT/e2e.txt" 2>/dev/null; echo "# emulating sm_75 (fp16):"; cat "$OUT/e2e-sm75.txt" 2>/dev/null; echo '```'
   echo "build: $MODE, nvcc $NVCCV, arch $ARCH, $(( $(date +%s) - T0 )) s total"
 } > "$OUT/results.md"
 say "results (paste into bench/RESULTS.md):"

@@ -263,6 +263,18 @@ IVL_EXPORT ivl_backend *ivl_cuda_backend_create(int device) {
     c->cc = p.major * 10 + p.minor;
     c->sm_count = p.multiProcessorCount;
     c->smem_optin = p.sharedMemPerBlockOptin ? p.sharedMemPerBlockOptin : p.sharedMemPerBlock;
+    // IVL_CUDA_EMULATE_CC=75 (or 70): take the kernel and dtype choices of an older card on this
+    // one (fp16 compute, WMMA attention, that card's shared memory per block), so the pre-Ampere
+    // path can be checked on whatever GPU is at hand. The binary's code is still this card's.
+    const char *emu = getenv("IVL_CUDA_EMULATE_CC");
+    if (emu && *emu) {
+        int e = atoi(emu);
+        IVL_CHECK(e >= 60 && e <= c->cc, "IVL_CUDA_EMULATE_CC=%s: give a compute capability x 10 "
+                  "between 60 and this card's %d", emu, c->cc);
+        c->cc = e;
+        if (e < 80 && c->smem_optin > 65536) c->smem_optin = e >= 70 ? 65536 : 49152;
+        LOG_WARN("CUDA: emulating sm_%d kernel choices on %s (IVL_CUDA_EMULATE_CC)", e, p.name);
+    }
 #ifdef IVL_DEBUG_SYNC
     c->debug_sync = 1;
 #endif
@@ -290,6 +302,10 @@ IVL_EXPORT ivl_backend *ivl_cuda_backend_create(int device) {
     be->name = "cuda";
     // bf16 needs sm_80 tensor cores for cuBLASLt; older cards compute in fp16.
     be->dtype = c->cc >= 80 ? IVL_BF16 : IVL_F16;
+    if (be->dtype == IVL_F16)
+        LOG_WARN("CUDA: %s (sm_%d) has no bf16 tensor cores: computing in fp16 instead of the "
+                 "model's bf16 (the same weights; activations beyond +-65504 would overflow)",
+                 p.name, c->cc);
     snprintf(be->device_name, sizeof be->device_name, "%s", p.name);
     be->ctx = c;
     be->destroy = cu_destroy;
