@@ -172,10 +172,46 @@ static void check_matmul(int64_t M, int64_t N, int64_t K, int with_bias) {
     g_cpu->matmul(g_cpu, &y.c, &x.c, &w.c, with_bias ? &b.c : NULL);
     g_gpu->matmul(g_gpu, &y.g, &x.g, &w.g, with_bias ? &b.g : NULL);
     char name[96];
-    snprintf(name, sizeof name, "matmul M=%lld N=%lld K=%lld%s", (long long)M, (long long)N,
-             (long long)K, with_bias ? " +bias" : "");
+    const char *gv = getenv("IVL_CUDA_GEMV");
+    snprintf(name, sizeof name, "matmul M=%lld N=%lld K=%lld%s%s", (long long)M, (long long)N,
+             (long long)K, with_bias ? " +bias" : "", gv && !strcmp(gv, "0") ? " [cuBLASLt]" : "");
     compare(name, &y, TOL_GEMM);
     trio_free(&x), trio_free(&w), trio_free(&b), trio_free(&y);
+}
+
+// Decode matmuls, M <= 8: the weight-streaming kernel (core/cuda/gemv.cu) where K % 8 == 0,
+// cuBLASLt where not (K = 588, 1000 + 4); N = 1, odd N (last block of 4 rows partly empty),
+// K shorter than one block's stride (K = 8, 24) and not a multiple of it. Each shape also
+// with IVL_CUDA_GEMV=0 ([cuBLASLt]) so a failure points at one of the two paths.
+static int env_save(const char *name, char *buf, size_t n) {   // 0: unset
+    const char *v = getenv(name);
+    if (!v) return 0;
+    snprintf(buf, n, "%s", v);
+    return 1;
+}
+static void env_restore(const char *name, int had, const char *buf) {
+    if (had) setenv(name, buf, 1);
+    else unsetenv(name);
+}
+
+static void check_gemv(void) {
+    static const int ms[] = {1, 2, 5, 8};
+    static const struct { int64_t N, K; int bias; } sh[] = {
+        {1, 1024, 0}, {1, 8, 1}, {333, 2048, 1}, {4099, 512, 0}, {7, 24, 1},
+        {130, 1000, 0}, {96, 588, 1}, {61, 1004, 0},
+    };
+    char keep[64];
+    int had = env_save("IVL_CUDA_GEMV", keep, sizeof keep);
+    for (int pass = 0; pass < 2; pass++) {
+        printf("matmul M <= 8, %s\n", pass == 0 ? "gemv kernel (K % 8 != 0: cuBLASLt fallback)"
+                                                : "IVL_CUDA_GEMV=0 (cuBLASLt)");
+        if (pass == 0) unsetenv("IVL_CUDA_GEMV");
+        else setenv("IVL_CUDA_GEMV", "0", 1);
+        for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+            for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++)
+                check_matmul(ms[mi], sh[si].N, sh[si].K, sh[si].bias);
+    }
+    env_restore("IVL_CUDA_GEMV", had, keep);
 }
 
 static void check_rows(void) {
@@ -310,6 +346,7 @@ static void run_checks(int quick) {
     check_matmul(1, 3200, 1024, 0);     // decode GEMV shape
     check_matmul(5, 96, 588, 1);        // K not a multiple of 8 (patch embedding)
     if (!quick) check_matmul(300, 2048, 2048, 1);
+    check_gemv();
     check_rows();
     printf("rope\n");
     check_rope(37, 4, 128, 0);
@@ -499,31 +536,83 @@ typedef struct {
     ivl_tensor n1, n2, wqkv, wo, w1, w3, w2;
 } llm_layer;
 
-static void llm_run(void *p) {
-    llm_layer *L = p;
+// The layer's ops in order; llm_op runs one (for every sequence where per-sequence), so the
+// decode breakdown can time each alone.
+enum { LOP_NORM1, LOP_QKV, LOP_ROPE_Q, LOP_ROPE_K, LOP_ATTN, LOP_WO, LOP_ADD1, LOP_NORM2,
+       LOP_W1, LOP_W3, LOP_SILU, LOP_W2, LOP_ADD2, LOP_COUNT };
+static const char *const llm_op_name[LOP_COUNT] = {
+    "rmsnorm", "qkv matmul", "rope q", "rope k", "attention", "wo matmul", "add", "rmsnorm",
+    "w1 matmul", "w3 matmul", "silu_mul", "w2 matmul", "add"};
+
+static void llm_op(llm_layer *L, int op) {
     ivl_backend *be = g_gpu;
     const int H = 48, KH = 8, hd = 128;
-    be->rmsnorm(be, &L->h, &L->x, &L->n1, 1e-5f);
-    be->matmul(be, &L->qkv, &L->h, &L->wqkv, NULL);
     int64_t per = L->S / L->batch;   // tokens per sequence
-    for (int b = 0; b < L->batch; b++) {
-        ivl_tensor qb = ivl_tensor_slice(&L->q, b * per, per);
-        ivl_tensor kall = ivl_tensor_slice(&L->kc, b * L->ctx, L->ctx);
-        ivl_tensor vall = ivl_tensor_slice(&L->vc, b * L->ctx, L->ctx);
-        ivl_tensor knew = ivl_tensor_slice(&kall, L->ctx - per, per);
-        ivl_tensor ob = ivl_tensor_slice(&L->att, b * per, per);
-        be->rope(be, &qb, H, hd, L->cs, L->sn);
-        be->rope(be, &knew, KH, hd, L->cs, L->sn);
-        be->attention(be, &ob, &qb, &kall, &vall, H, KH, hd, 1, L->ctx - per, 1.0f / sqrtf(128.0f));
+    switch (op) {
+    case LOP_NORM1: be->rmsnorm(be, &L->h, &L->x, &L->n1, 1e-5f); break;
+    case LOP_QKV: be->matmul(be, &L->qkv, &L->h, &L->wqkv, NULL); break;
+    case LOP_ROPE_Q:
+    case LOP_ROPE_K:
+    case LOP_ATTN:
+        for (int b = 0; b < L->batch; b++) {
+            ivl_tensor qb = ivl_tensor_slice(&L->q, b * per, per);
+            ivl_tensor kall = ivl_tensor_slice(&L->kc, b * L->ctx, L->ctx);
+            ivl_tensor vall = ivl_tensor_slice(&L->vc, b * L->ctx, L->ctx);
+            ivl_tensor knew = ivl_tensor_slice(&kall, L->ctx - per, per);
+            ivl_tensor ob = ivl_tensor_slice(&L->att, b * per, per);
+            if (op == LOP_ROPE_Q) be->rope(be, &qb, H, hd, L->cs, L->sn);
+            else if (op == LOP_ROPE_K) be->rope(be, &knew, KH, hd, L->cs, L->sn);
+            else be->attention(be, &ob, &qb, &kall, &vall, H, KH, hd, 1, L->ctx - per,
+                               1.0f / sqrtf(128.0f));
+        }
+        break;
+    case LOP_WO: be->matmul(be, &L->a, &L->att, &L->wo, NULL); break;
+    case LOP_ADD1: be->add(be, &L->x, &L->a); break;
+    case LOP_NORM2: be->rmsnorm(be, &L->h, &L->x, &L->n2, 1e-5f); break;
+    case LOP_W1: be->matmul(be, &L->g1, &L->h, &L->w1, NULL); break;
+    case LOP_W3: be->matmul(be, &L->u1, &L->h, &L->w3, NULL); break;
+    case LOP_SILU: be->silu_mul(be, &L->g1, &L->g1, &L->u1); break;
+    case LOP_W2: be->matmul(be, &L->a, &L->g1, &L->w2, NULL); break;
+    case LOP_ADD2: be->add(be, &L->x, &L->a); break;
     }
-    be->matmul(be, &L->a, &L->att, &L->wo, NULL);
-    be->add(be, &L->x, &L->a);
-    be->rmsnorm(be, &L->h, &L->x, &L->n2, 1e-5f);
-    be->matmul(be, &L->g1, &L->h, &L->w1, NULL);
-    be->matmul(be, &L->u1, &L->h, &L->w3, NULL);
-    be->silu_mul(be, &L->g1, &L->g1, &L->u1);
-    be->matmul(be, &L->a, &L->g1, &L->w2, NULL);
-    be->add(be, &L->x, &L->a);
+}
+
+static void llm_run(void *p) {
+    for (int op = 0; op < LOP_COUNT; op++) llm_op(p, op);
+}
+
+typedef struct { llm_layer *L; int op; } llm_op_args;
+static void llm_op_run(void *p) {
+    llm_op_args *a = p;
+    llm_op(a->L, a->op);
+}
+
+// Each op of the layer timed alone (back to back, same inputs): where a decode step's time
+// goes. Matmuls and attention also as bytes they must read / time vs the copy bandwidth. The
+// sum differs from the whole layer by launch gaps and by cache reuse between repeats.
+static void bench_llm_ops(llm_layer *L, double t_layer) {
+    const double D = 6144, I = 16384, NQKV = (48 + 16) * 128;
+    double bytes[LOP_COUNT] = {0};
+    bytes[LOP_QKV] = 2 * NQKV * D, bytes[LOP_WO] = 2 * D * D;
+    bytes[LOP_W1] = bytes[LOP_W3] = bytes[LOP_W2] = 2 * D * I;
+    bytes[LOP_ATTN] = 2.0 * 2 * L->batch * (double)L->ctx * 1024;
+    const char *gv = getenv("IVL_CUDA_GEMV");
+    printf("  per-op breakdown (each op alone, %s):\n",
+           gv && !strcmp(gv, "0") ? "matmuls on cuBLASLt" : "matmuls on the default path");
+    double sum = 0;
+    for (int op = 0; op < LOP_COUNT; op++) {
+        llm_op_args a = {L, op};
+        double t = time_it(llm_op_run, &a, 3, 50);
+        sum += t;
+        printf("    %2d %-12s %8.4f ms %5.1f%% of layer", op + 1, llm_op_name[op], t * 1e3,
+               100 * t / t_layer);
+        if (bytes[op] > 0)
+            printf("   %6.1f MB  %5.0f GB/s = %5.1f%% of copy BW", bytes[op] / 1e6,
+                   bytes[op] / t / 1e9, 100 * bytes[op] / t / 1e9 / g_copy_gbs);
+        printf("\n");
+    }
+    printf("    sum of ops %.4f ms vs whole layer %.4f ms (difference: launch gaps, overlap)\n",
+           sum * 1e3, t_layer * 1e3);
 }
 
 static void bench_llm(const char *label, int batch, int64_t per, int64_t ctx, const card_spec *cs) {
@@ -570,10 +659,68 @@ static void bench_llm(const char *label, int batch, int64_t per, int64_t ctx, co
     printf("  %-40s weights %.0f MB + KV %.0f MB in %.3f ms = %.0f GB/s = %.1f%% of measured copy BW\n",
            "", wbytes / 1e6, kvbytes / 1e6, t * 1e3, bw, 100 * bw / g_copy_gbs);
     printf("  => InternLM2-20B (48 layers): %.1f tokens/s\n", S / (48.0 * t));
+    if (batch == 1 && per == 1) bench_llm_ops(&L, t);
     free(L.cs), free(L.sn);
     ivl_tensor *all[] = {&L.x, &L.h, &L.qkv, &L.q, &L.kc, &L.vc, &L.att, &L.a, &L.g1, &L.u1,
                          &L.n1, &L.n2, &L.wqkv, &L.wo, &L.w1, &L.w3, &L.w2};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) g_gpu->free(g_gpu, all[i]);
+}
+
+// ---- decode matmuls: y[M, N] = x[M, K] w[N, K]^T at the decode shapes, cuBLASLt vs the
+// weight-streaming kernel (core/cuda/gemv.cu, M <= 8), toggled with IVL_CUDA_GEMV in this run.
+// Several copies of w are cycled so that >= 256 MB are touched between reuses: the small
+// matrices would otherwise be served from the 50 MB L2 and show more than HBM bandwidth.
+typedef struct { ivl_tensor *y, *x, *w; int nw, i; } dm_args;
+static void dm_run(void *p) {
+    dm_args *a = p;
+    g_gpu->matmul(g_gpu, a->y, a->x, &a->w[a->i], NULL);
+    a->i = (a->i + 1) % a->nw;
+}
+
+static void bench_decode_matmuls(void) {
+    static const struct { const char *name; int64_t N, K; } sh[] = {
+        {"20B wqkv", 8192, 6144}, {"20B wo", 6144, 6144}, {"20B w1/w3", 16384, 6144},
+        {"20B w2", 6144, 16384},  {"2B wqkv", 4096, 2048}, {"2B wo", 2048, 2048},
+        {"2B w1/w3", 8192, 2048}, {"2B w2", 2048, 8192},
+    };
+    static const int ms[] = {1, 4, 8, 64};
+    char keep[64];
+    int had = env_save("IVL_CUDA_GEMV", keep, sizeof keep);
+    printf("  decode matmuls (y = x w^T, GB/s = weight bytes / time, %% of measured copy BW):\n");
+    printf("    %-10s %-13s %3s | %-30s | %-30s | %s\n", "matrix", "[N, K]", "M",
+           "cuBLASLt (IVL_CUDA_GEMV=0)", "gemv kernel", "speedup");
+    for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++) {
+        const int64_t N = sh[si].N, K = sh[si].K;
+        const double wb = 2.0 * N * K;
+        int nw = (int)((256e6 + wb - 1) / wb);
+        ivl_tensor *w = ivl_malloc(sizeof *w * nw);
+        for (int i = 0; i < nw; i++) w[i] = gpu_rand(2, SHAPE(N, K), 0.02f, 1000 + si * 64 + i);
+        for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+            const int64_t M = ms[mi];
+            ivl_tensor x = GRAND(1, M, K), y = GRAND(1, M, N);
+            dm_args a = {&y, &x, w, nw, 0};
+            setenv("IVL_CUDA_GEMV", "0", 1);
+            double t0 = time_it(dm_run, &a, nw, 40 > 2 * nw ? 40 : 2 * nw);
+            unsetenv("IVL_CUDA_GEMV");
+            double t1 = time_it(dm_run, &a, nw, 40 > 2 * nw ? 40 : 2 * nw);
+            char sh_s[32], c0[48], c1[48];
+            snprintf(sh_s, sizeof sh_s, "[%lld, %lld]", (long long)N, (long long)K);
+            snprintf(c0, sizeof c0, "%7.4f ms %5.0f GB/s %5.1f%%", t0 * 1e3, wb / t0 / 1e9,
+                     100 * wb / t0 / 1e9 / g_copy_gbs);
+            if (M <= 8)
+                snprintf(c1, sizeof c1, "%7.4f ms %5.0f GB/s %5.1f%%", t1 * 1e3, wb / t1 / 1e9,
+                         100 * wb / t1 / 1e9 / g_copy_gbs);
+            else
+                snprintf(c1, sizeof c1, "n/a (M > 8: cuBLASLt)");
+            printf("    %-10s %-13s %3lld | %-30s | %-30s | ", sh[si].name, sh_s, (long long)M, c0, c1);
+            if (M <= 8) printf("%.2fx\n", t0 / t1);
+            else printf("-\n");
+            g_gpu->free(g_gpu, &x), g_gpu->free(g_gpu, &y);
+        }
+        for (int i = 0; i < nw; i++) g_gpu->free(g_gpu, &w[i]);
+        free(w);
+    }
+    env_restore("IVL_CUDA_GEMV", had, keep);
 }
 
 static void run_bench(int tiles, int64_t prefill, int64_t ctx) {
@@ -590,12 +737,23 @@ static void run_bench(int tiles, int64_t prefill, int64_t ctx) {
     if (cs.peak_tflops > 0)
         printf("  spec sheet: %.0f TFLOP/s dense bf16, %.0f GB/s HBM\n", cs.peak_tflops, cs.peak_gbs);
     bench_ceiling();
+    bench_decode_matmuls();
     bench_vit(tiles, &cs);
     char lab[96];
     snprintf(lab, sizeof lab, "prefill S=%lld", (long long)prefill);
     bench_llm(lab, 1, prefill, prefill, &cs);
     snprintf(lab, sizeof lab, "decode batch 1, ctx %lld", (long long)ctx);
     bench_llm(lab, 1, 1, ctx, &cs);
+    {   // the same layer with every matmul on cuBLASLt: the A/B of core/cuda/gemv.cu
+        char keep[64];
+        int had = env_save("IVL_CUDA_GEMV", keep, sizeof keep);
+        setenv("IVL_CUDA_GEMV", "0", 1);
+        snprintf(lab, sizeof lab, "decode batch 1, ctx %lld, IVL_CUDA_GEMV=0", (long long)ctx);
+        bench_llm(lab, 1, 1, ctx, &cs);
+        env_restore("IVL_CUDA_GEMV", had, keep);
+    }
+    snprintf(lab, sizeof lab, "decode batch 8, ctx %lld", (long long)ctx);
+    bench_llm(lab, 8, 1, ctx, &cs);
     snprintf(lab, sizeof lab, "decode batch 64, ctx %lld", (long long)ctx);
     bench_llm(lab, 64, 1, ctx, &cs);
     printf("```\n");
