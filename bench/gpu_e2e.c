@@ -100,12 +100,13 @@ static int srw_read(void *ctx, const char *name, ivl_read_kind kind, int64_t sta
     if (srw_shape(ctx, name, &nd, sh) != 0) return ivl_errorf("no tensor %s", name);
     int64_t cols = sh[nd - 1], rows = 1;
     for (int i = 0; i < nd - 1; i++) rows *= sh[i];
+    if (nd == 1) rows = sh[0], cols = 1;   // the loaders read slices of vectors as rows
     int64_t r0 = 0, nr = rows, c0 = 0, nc = cols;
     if (kind == IVL_READ_ROWS) { r0 = start; nr = count; }
     if (kind == IVL_READ_COLS) { c0 = start; nc = count; }
     uint64_t key = w->seed;
     for (const char *p = name; *p; p++) key = mix64(key ^ (uint8_t)*p);
-    const int is_vec = nd == 1 || (nd == 2 && rows == 1 && strstr(name, "class_embedding") == NULL);
+    const int is_vec = nd == 1 || (nd == 2 && sh[0] == 1 && strstr(name, "class_embedding") == NULL);
     const int norm = strstr(name, "norm") || strstr(name, "mlp1.0.weight");
     const int ls = strstr(name, ".ls") != NULL;
     float scale, center = 0;
@@ -141,10 +142,28 @@ static ivl_weight_reader make_reader(scaled_rw *w) {
 typedef struct {
     float *logits;          // [V]
     float *embeds;          // [tiles*256, D] host
+    float *step_logits;     // [ntok, V] logits of every greedy step (keep_host runs only)
     int32_t tokens[64];
     int ntok;
     double t_vit, t_prefill, t_decode;
 } run_out;
+
+// A step that records the logits of each call (one sequence): greedy token k is the argmax
+// of call k's logits, so where CPU and GPU tokens diverge the logits of that step are kept.
+typedef struct {
+    ivl_step inner;
+    float *out;   // [cap, V]
+    int cap, n;
+} rec_step;
+
+static void rec_run(void *ctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                    const int64_t *img_row, float *logits, const ivl_dump *dump) {
+    rec_step *r = ctx;
+    r->inner.run(r->inner.ctx, seqs, nseq, ids, img_row, logits, dump);
+    if (nseq == 1 && r->n < r->cap)
+        memcpy(r->out + (size_t)r->n++ * (size_t)r->inner.vocab, logits,
+               (size_t)r->inner.vocab * sizeof *logits);
+}
 
 static void make_inputs(const ivl_model_config *c, int tiles, int text, int32_t **ids_out,
                         int64_t **img_out, int64_t *n_out, ivl_tensor *pix) {
@@ -201,8 +220,16 @@ static void run_loaded(ivl_model *m, int tiles, int text, int new_tokens, run_ou
     ivl_kv_cache_reset_slot(&kv, 0);   // again with decoding: total - prefill = decode steps
     par.max_new_tokens = new_tokens;
     par.prefill_logits = NULL;
+    rec_step rec = {st, NULL, new_tokens, 0};
+    ivl_step rst = st;
+    if (keep_host) {   // comparison runs: keep every step's logits (timing runs do not)
+        free(o->step_logits);
+        rec.out = o->step_logits = ivl_malloc((size_t)new_tokens * (size_t)V * sizeof(float));
+        rst.ctx = &rec;
+        rst.run = rec_run;
+    }
     t0 = now();
-    ivl_generate(&st, &gp, 1, &par, o->tokens, &o->ntok, NULL);
+    ivl_generate(&rst, &gp, 1, &par, o->tokens, &o->ntok, NULL);
     be->synchronize(be);
     o->t_decode = now() - t0 - o->t_prefill;
     if (keep_host && tiles) {
@@ -233,6 +260,41 @@ static double rel_err(const float *a, const float *ref, int64_t n) {
     return s > 0 ? d / s : d;
 }
 
+static double max_abs(const float *a, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+// At the first step where the greedy tokens differ (same prefix up to there on both sides),
+// how close was the CPU's choice? cpu/gpu: that step's logits [V]; prefill_err: max |gpu -
+// cpu| of the prefill logits. A gap below the logits error of that step is a near-tie that
+// bf16 rounding can flip; a gap well above it means the GPU computed something else.
+static void report_divergence(const float *cpu, const float *gpu, int64_t V, int32_t tc,
+                              int32_t tg, double prefill_err) {
+    int32_t second = -1;   // CPU's runner-up
+    for (int64_t i = 0; i < V; i++)
+        if (i != tc && (second < 0 || cpu[i] > cpu[second])) second = (int32_t)i;
+    double step_err = 0;
+    for (int64_t i = 0; i < V; i++) step_err = fmax(step_err, fabs((double)gpu[i] - cpu[i]));
+    const double mx = max_abs(cpu, V), gap = (double)cpu[tc] - cpu[tg];
+    printf("     at that step: cpu logit of cpu's token %d %.5f, of gpu's token %d %.5f: gap %.5f "
+           "= %.2e of max|logit| %.3f\n", tc, cpu[tc], tg, cpu[tg], gap, mx > 0 ? gap / mx : gap, mx);
+    printf("     gpu logits there: token %d %.5f, token %d %.5f; cpu's runner-up is token %d "
+           "(%.5f)\n", tc, gpu[tc], tg, gpu[tg], second, second >= 0 ? cpu[second] : 0.0);
+    // A decode step much less accurate than the prefill points at the decode path (gemv,
+    // decode attention) even when the gap is small.
+    const char *verdict = step_err > 4 * prefill_err
+                              ? "SUSPECT: this decode step's logits error is > 4x the prefill's"
+                          : gap <= 2 * fmax(step_err, prefill_err)
+                              ? "near-tie (within the measured bf16 error)"
+                              : "NOT a near-tie: the gap exceeds the measured error";
+    printf("     logits error max|gpu - cpu|: this step %.5f, prefill %.5f -> gap / error = %.2f "
+           "(this step), %.2f (prefill): %s\n", step_err, prefill_err,
+           step_err > 0 ? gap / step_err : INFINITY, prefill_err > 0 ? gap / prefill_err : INFINITY,
+           verdict);
+}
+
 static int compare_family(ivl_backend *cpu, ivl_backend *gpu, const ivl_model_config *c) {
     const int tiles = 2, text = 24, N = 16;
     run_out a = {0}, b = {0};
@@ -251,9 +313,13 @@ static int compare_family(ivl_backend *cpu, ivl_backend *gpu, const ivl_model_co
     printf("     cpu tokens:");
     for (int i = 0; i < a.ntok; i++) printf(" %d", a.tokens[i]);
     printf("\n");
-    if (same < N)
+    if (same < N && same < a.ntok && same < b.ntok) {
         printf("     first divergence at token %d: cpu %d gpu %d\n", same, a.tokens[same], b.tokens[same]);
+        report_divergence(a.step_logits + (size_t)same * V, b.step_logits + (size_t)same * V, V,
+                          a.tokens[same], b.tokens[same], le * max_abs(a.logits, V));
+    }
     free(a.logits); free(b.logits); free(a.embeds); free(b.embeds);
+    free(a.step_logits); free(b.step_logits);
     return ok;
 }
 
