@@ -17,6 +17,13 @@
 
 typedef struct ivl_backend ivl_backend;
 
+// One sequence of a batched attention call (attention_batch): queries q[q_row0 .. q_row0+n-1]
+// attend causally to key/value rows kv_row0 .. kv_row0+len-1 (its KV-cache slot, the new
+// rows already written); query t sits at position len - n + t. n == 0 is skipped.
+typedef struct ivl_attn_seq {
+    int64_t q_row0, n, kv_row0, len;
+} ivl_attn_seq;
+
 struct ivl_backend {
     const char *name;        // "cpu" or "cuda"
     ivl_dtype dtype;         // dtype of activations and weights: F32 on CPU, BF16/F16 on CUDA
@@ -106,6 +113,26 @@ struct ivl_backend {
     // + eps) * w, with ss the F32 sums of squares already summed over the ranks. In place ok.
     void (*rmsnorm_ss)(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *ss,
                        const ivl_tensor *w, int64_t n, float eps);
+
+    // ---- many sequences per call (continuous batching: one launch instead of one per
+    // sequence) ----
+    // dst[dst_rows[i], :] = src[i, :] for i < n; src is [n, C], dst [R, C], same dtype; every
+    // dst_rows[i] (host array) is in [0, R) and they are distinct; dst and src must not
+    // overlap. Appends the step's new k/v rows to each sequence's KV-cache slot.
+    void (*scatter_rows)(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src,
+                         const int64_t *dst_rows_host, int64_t n);
+    // Causal attention of nseq sequences sharing q [T, H*hd], k, v [Lk, K*hd], out [T, H*hd]
+    // (seqs is a host array, see ivl_attn_seq). Exactly the same result as, for each i with
+    // seqs[i].n > 0,
+    //   attention(be, out[q_row0 : q_row0+n], q[q_row0 : q_row0+n],
+    //             k[kv_row0 : kv_row0+len], v[kv_row0 : kv_row0+len],
+    //             n_heads, n_kv_heads, head_dim, causal = 1, q_pos0 = len - n, scale)
+    // (row slices). Needs 1 <= n <= len for each sequence (n = 0 skipped), rows in range;
+    // out must not alias q, k or v. Query rows of different sequences should not overlap.
+    void (*attention_batch)(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
+                            const ivl_tensor *k, const ivl_tensor *v, int n_heads,
+                            int n_kv_heads, int head_dim, const ivl_attn_seq *seqs, int nseq,
+                            float scale);
 };
 
 // Backends. ivl_backend_create("cpu" | "cuda" | "auto", device_index):

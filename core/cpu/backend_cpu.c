@@ -250,6 +250,95 @@ static void cpu_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                       q_pos0, scale);
 }
 
+// 1 if the n row indices are distinct: O(n) when increasing (one sequence's rows), else
+// sorted on a copy.
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+static int rows_distinct(const int64_t *rows, int64_t n) {
+    int64_t i = 1;
+    while (i < n && rows[i] > rows[i - 1]) i++;
+    if (i >= n) return 1;
+    int64_t *c = ivl_malloc(sizeof(int64_t) * (size_t)n);
+    memcpy(c, rows, sizeof(int64_t) * (size_t)n);
+    qsort(c, (size_t)n, sizeof(int64_t), cmp_i64);
+    int ok = 1;
+    for (i = 1; i < n && ok; i++) ok = c[i] != c[i - 1];
+    free(c);
+    return ok;
+}
+
+static void cpu_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src,
+                             const int64_t *dst_rows_host, int64_t n) {
+    check_arg("scatter_rows", "dst", dst);
+    check_arg("scatter_rows", "src", src);
+    char s1[96], s2[96];
+    const int64_t R = ivl_tensor_rows(dst), C = ivl_tensor_cols(dst);
+    IVL_CHECK(n >= 0 && ivl_tensor_rows(src) == n && ivl_tensor_cols(src) == C,
+              "cpu scatter_rows: src %s is not [n = %lld, %lld] (the row width of dst %s)",
+              shape_of(src, s1), (long long)n, (long long)C, shape_of(dst, s2));
+    IVL_CHECK(dst_rows_host || n == 0, "cpu scatter_rows: dst_rows are NULL");
+    const char *d0 = dst->data, *s0 = src->data;
+    IVL_CHECK(d0 + ivl_tensor_nbytes(dst) <= s0 || s0 + ivl_tensor_nbytes(src) <= d0 || n == 0,
+              "cpu scatter_rows: dst and src overlap");
+    for (int64_t i = 0; i < n; i++)
+        IVL_CHECK(dst_rows_host[i] >= 0 && dst_rows_host[i] < R,
+                  "cpu scatter_rows: dst_rows[%lld] = %lld is outside dst %s", (long long)i,
+                  (long long)dst_rows_host[i], shape_of(dst, s2));
+    IVL_CHECK(rows_distinct(dst_rows_host, n), "cpu scatter_rows: dst_rows repeat a row");
+    for (int64_t i = 0; i < n; i++)
+        memcpy(F(dst) + dst_rows_host[i] * C, F(src) + i * C, sizeof(float) * (size_t)C);
+}
+
+// One sequence at a time through the single-sequence kernel: bit-identical to calling
+// attention per sequence (the contract in backend.h).
+static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
+                                const ivl_tensor *k, const ivl_tensor *v, int n_heads,
+                                int n_kv_heads, int head_dim, const ivl_attn_seq *seqs, int nseq,
+                                float scale) {
+    check_arg("attention_batch", "out", out);
+    check_arg("attention_batch", "q", q);
+    check_arg("attention_batch", "k", k);
+    check_arg("attention_batch", "v", v);
+    char s1[96], s2[96];
+    IVL_CHECK(n_heads > 0 && n_kv_heads > 0 && head_dim > 0 && n_heads % n_kv_heads == 0,
+              "cpu attention_batch: %d query heads are not a multiple of %d kv heads (head_dim "
+              "%d)", n_heads, n_kv_heads, head_dim);
+    const int64_t T = ivl_tensor_rows(q), Lk = ivl_tensor_rows(k);
+    const int64_t qc = (int64_t)n_heads * head_dim, kc = (int64_t)n_kv_heads * head_dim;
+    IVL_CHECK(ivl_tensor_cols(q) == qc && ivl_tensor_cols(k) == kc,
+              "cpu attention_batch: q %s / k %s do not hold %d / %d heads of %d",
+              shape_of(q, s1), shape_of(k, s2), n_heads, n_kv_heads, head_dim);
+    IVL_CHECK(ivl_tensor_rows(v) == Lk && ivl_tensor_cols(v) == kc,
+              "cpu attention_batch: v %s does not match k %s", shape_of(v, s1), shape_of(k, s2));
+    IVL_CHECK(ivl_tensor_rows(out) == T && ivl_tensor_cols(out) == qc,
+              "cpu attention_batch: out %s does not match q %s", shape_of(out, s1),
+              shape_of(q, s2));
+    IVL_CHECK(out->data != q->data && out->data != k->data && out->data != v->data,
+              "cpu attention_batch: out must not alias q, k or v");
+    IVL_CHECK(nseq >= 0 && (seqs || nseq == 0), "cpu attention_batch: seqs are NULL (nseq %d)",
+              nseq);
+    for (int i = 0; i < nseq; i++) {
+        const ivl_attn_seq *s = &seqs[i];
+        IVL_CHECK(s->n >= 0 && s->q_row0 >= 0 && s->n <= T - s->q_row0,
+                  "cpu attention_batch: seqs[%d] queries %lld..+%lld are outside q %s", i,
+                  (long long)s->q_row0, (long long)s->n, shape_of(q, s1));
+        if (s->n == 0) continue;
+        IVL_CHECK(s->len >= s->n && s->kv_row0 >= 0 && s->len <= Lk - s->kv_row0,
+                  "cpu attention_batch: seqs[%d] keys %lld..+%lld (for %lld queries) are "
+                  "outside k %s or fewer than the queries", i, (long long)s->kv_row0,
+                  (long long)s->len, (long long)s->n, shape_of(k, s1));
+    }
+    for (int i = 0; i < nseq; i++) {
+        const ivl_attn_seq *s = &seqs[i];
+        if (s->n == 0) continue;
+        ivl_cpu_attention(F(out) + s->q_row0 * qc, F(q) + s->q_row0 * qc, F(k) + s->kv_row0 * kc,
+                          F(v) + s->kv_row0 * kc, s->n, s->len, n_heads, n_kv_heads, head_dim,
+                          1, s->len - s->n, scale);
+    }
+}
+
 static void cpu_embed(ivl_backend *be, ivl_tensor *out, const ivl_tensor *table,
                       const int32_t *ids_host, int64_t n) {
     check_arg("embed", "out", out);
@@ -361,6 +450,8 @@ ivl_backend *ivl_backend_cpu_create(void) {
         .argmax = cpu_argmax,
         .sumsq_rows = cpu_sumsq_rows,
         .rmsnorm_ss = cpu_rmsnorm_ss,
+        .scatter_rows = cpu_scatter_rows,
+        .attention_batch = cpu_attention_batch,
     };
     int nt = ivl_cpu_threads();
     snprintf(be->device_name, sizeof be->device_name, "x86_64 CPU, %d thread%s", nt,

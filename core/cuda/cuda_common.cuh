@@ -47,6 +47,8 @@ enum {
     IVL_SCR_IDS,         // embed ids, argmax results
     IVL_SCR_IM2COL,      // patch_embed columns
     IVL_SCR_ATTN,        // decode-attention partial results
+    IVL_SCR_ATTN_DESC,   // attention_batch work-item / row descriptors
+    IVL_SCR_ROWS,        // scatter_rows destination row indices
     IVL_SCR_COUNT
 };
 
@@ -161,6 +163,14 @@ void cuda_op_rope(ivl_backend *be, ivl_tensor *x, int n_heads, int head_dim,
 void cuda_op_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                        const ivl_tensor *k, const ivl_tensor *v, int n_heads, int n_kv_heads,
                        int head_dim, int causal, int64_t q_pos0, float scale);
+// attention_batch.cu
+void cuda_op_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
+                             const ivl_tensor *k, const ivl_tensor *v, int n_heads,
+                             int n_kv_heads, int head_dim, const ivl_attn_seq *seqs, int nseq,
+                             float scale);
+// scatter_rows.cu
+void cuda_op_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src,
+                          const int64_t *dst_rows_host, int64_t n);
 // embed.cu
 void cuda_op_embed(ivl_backend *be, ivl_tensor *out, const ivl_tensor *table,
                    const int32_t *ids_host, int64_t n);

@@ -200,23 +200,26 @@ static void llm_attention(ivl_backend *be, const ivl_llm_config *c, const ivl_ll
     be->matmul(be, &s->v, &s->h, &L->v, NULL);
     be->rope(be, &s->q, sh->heads, hd, s->cos, s->sin);
     be->rope(be, &s->k, sh->kv_heads, hd, s->cos, s->sin);
-    int64_t r0 = 0;
-    for (int i = 0; i < nseq; i++) {
+    // The step's new k/v rows go to each sequence's slot, then one attention call covers
+    // every sequence: two scatters and one attention per layer whatever the batch (a loop of
+    // copy/copy/attention per sequence was 3 launches per sequence on a GPU).
+    int64_t N = 0;
+    for (int i = 0; i < nseq; i++) N += seqs[i].n;
+    int64_t *rows = ivl_malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
+    ivl_attn_seq *as = ivl_malloc(sizeof(ivl_attn_seq) * (size_t)(nseq ? nseq : 1));
+    for (int64_t i = 0, r0 = 0; i < nseq; r0 += seqs[i].n, i++) {
         const int slot = seqs[i].slot;
         const int64_t n = seqs[i].n, pos0 = kv->len[slot];
         const int64_t base = (int64_t)slot * kv->max_ctx;
-        ivl_tensor kc = ivl_tensor_slice(&kv->k[l], base + pos0, n);
-        ivl_tensor vc = ivl_tensor_slice(&kv->v[l], base + pos0, n);
-        ivl_tensor kn = ivl_tensor_slice(&s->k, r0, n), vn = ivl_tensor_slice(&s->v, r0, n);
-        be->copy(be, &kc, &kn);
-        be->copy(be, &vc, &vn);
-        ivl_tensor kall = ivl_tensor_slice(&kv->k[l], base, pos0 + n);
-        ivl_tensor vall = ivl_tensor_slice(&kv->v[l], base, pos0 + n);
-        ivl_tensor q = ivl_tensor_slice(&s->q, r0, n), o = ivl_tensor_slice(&s->attn, r0, n);
-        be->attention(be, &o, &q, &kall, &vall, sh->heads, sh->kv_heads, hd, 1, pos0,
-                      1.0f / sqrtf((float)hd));
-        r0 += n;
+        for (int64_t t = 0; t < n; t++) rows[r0 + t] = base + pos0 + t;
+        as[i] = (ivl_attn_seq){.q_row0 = r0, .n = n, .kv_row0 = base, .len = pos0 + n};
     }
+    be->scatter_rows(be, &kv->k[l], &s->k, rows, N);
+    be->scatter_rows(be, &kv->v[l], &s->v, rows, N);
+    be->attention_batch(be, &s->attn, &s->q, &kv->k[l], &kv->v[l], sh->heads, sh->kv_heads, hd,
+                        as, nseq, 1.0f / sqrtf((float)hd));
+    free(rows);
+    free(as);
 }
 
 void ivl_llm_forward_layers(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard *sh,
