@@ -322,12 +322,12 @@ static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tens
     for (int i = 0; i < nseq; i++) {
         const ivl_attn_seq *s = &seqs[i];
         IVL_CHECK(s->n >= 0 && s->q_row0 >= 0 && s->n <= T - s->q_row0,
-                  "cpu attention_batch: seqs[%d] queries %lld..+%lld are outside q %s", i,
+                  "cpu attention_batch: seqs[%d] (q_row0 %lld, n %lld) has query rows outside q %s", i,
                   (long long)s->q_row0, (long long)s->n, shape_of(q, s1));
         if (s->n == 0) continue;
         IVL_CHECK(s->len >= s->n && s->kv_row0 >= 0 && s->len <= Lk - s->kv_row0,
-                  "cpu attention_batch: seqs[%d] keys %lld..+%lld (for %lld queries) are "
-                  "outside k %s or fewer than the queries", i, (long long)s->kv_row0,
+                  "cpu attention_batch: seqs[%d] (kv_row0 %lld, len %lld, n %lld) needs "
+                  "n <= len and its KV rows inside k %s", i, (long long)s->kv_row0,
                   (long long)s->len, (long long)s->n, shape_of(k, s1));
     }
     for (int i = 0; i < nseq; i++) {
