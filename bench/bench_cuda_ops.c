@@ -295,6 +295,79 @@ static void check_attention(const char *what, int64_t T, int64_t L, int H, int K
     trio_free(&q), trio_free(&k), trio_free(&v), trio_free(&o);
 }
 
+// attention_batch (core/cuda/attention_batch.cu): sequences (n queries, len keys) whose KV
+// rows sit in a shared cache in permuted, gapped slots, query rows packed in order. One pass
+// with the batched kernel (n > 16 goes to the single-sequence path inside the op) and one
+// with IVL_CUDA_BATCH_ATTN=0 (the per-sequence fallback), both against the CPU.
+static void check_attention_batch(const char *what, int H, int KH, int hd, const int64_t *ns,
+                                  const int64_t *lens, int nseq) {
+    ivl_attn_seq *sq = ivl_malloc(sizeof *sq * (size_t)nseq);
+    int64_t T = 0, LK = 0;
+    for (int i = 0; i < nseq; i++) T += ns[i];
+    for (int j = 0; j < nseq; j++) {   // slots in the order 0, nseq-1, 1, nseq-2, ... + 5 gap rows
+        int i = j % 2 ? nseq - 1 - j / 2 : j / 2;
+        sq[i].kv_row0 = LK, sq[i].len = lens[i], sq[i].n = ns[i];
+        LK += lens[i] + 5;
+    }
+    for (int i = 0, r = 0; i < nseq; r += (int)ns[i], i++) sq[i].q_row0 = r;
+    trio q = RAND(-1.5f, 1.5f, T, (int64_t)H * hd), k = RAND(-1.5f, 1.5f, LK, (int64_t)KH * hd);
+    trio v = RAND(-1, 1, LK, (int64_t)KH * hd), o = ZEROS(T, (int64_t)H * hd);
+    float sc = 1.0f / sqrtf((float)hd);
+    g_cpu->attention_batch(g_cpu, &o.c, &q.c, &k.c, &v.c, H, KH, hd, sq, nseq, sc);
+    char keep[64], name[128];
+    int had = env_save("IVL_CUDA_BATCH_ATTN", keep, sizeof keep);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) setenv("IVL_CUDA_BATCH_ATTN", "0", 1);
+        else unsetenv("IVL_CUDA_BATCH_ATTN");
+        g_gpu->zero(g_gpu, &o.g);
+        g_gpu->attention_batch(g_gpu, &o.g, &q.g, &k.g, &v.g, H, KH, hd, sq, nseq, sc);
+        snprintf(name, sizeof name, "attention_batch %s x%d H=%d/%d hd=%d%s", what, nseq, H, KH,
+                 hd, pass ? " [per-seq]" : "");
+        compare(name, &o, TOL_ATTN);
+    }
+    env_restore("IVL_CUDA_BATCH_ATTN", had, keep);
+    trio_free(&q), trio_free(&k), trio_free(&v), trio_free(&o);
+    free(sq);
+}
+
+// scatter_rows: the rows of n sequences' new tokens into a KV cache, out of slot order; C
+// odd takes the element path, C * 2 bytes % 16 == 0 the 16-byte path. Bit-exact.
+static void check_scatter_rows(int64_t R, int64_t C, int64_t n) {
+    trio dst = RAND(-1, 1, R, C), src = RAND(-1, 1, n, C);
+    int64_t *rows = ivl_malloc(sizeof(int64_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) rows[i] = (i * 7919 + 13) % R;   // distinct: R prime to 7919
+    g_cpu->scatter_rows(g_cpu, &dst.c, &src.c, rows, n);
+    g_gpu->scatter_rows(g_gpu, &dst.g, &src.g, rows, n);
+    char name[96];
+    snprintf(name, sizeof name, "scatter_rows %lld rows into [%lld, %lld]", (long long)n,
+             (long long)R, (long long)C);
+    compare(name, &dst, EXACT);
+    free(rows);
+    trio_free(&dst), trio_free(&src);
+}
+
+static void check_batched_decode(int quick) {
+    printf("scatter_rows, attention_batch (continuous-batching decode)\n");
+    check_scatter_rows(1031, 1024, 64);
+    check_scatter_rows(101, 33, 17);
+    check_scatter_rows(3000, 128, 1);
+    static const int64_t n1[] = {1}, l1[] = {3000};
+    static const int64_t n7[] = {1, 1, 3, 17, 16, 1, 5}, l7[] = {1, 3000, 777, 100, 500, 2, 1025};
+    int64_t n64[64], l64[64];
+    for (int i = 0; i < 64; i++) {   // lengths 1..3000 (more short ones), n mostly 1
+        l64[i] = 1 + (int64_t)i * i * 2999 / (63 * 63);
+        n64[i] = i % 9 == 4 ? 3 : 1;
+    }
+    n64[40] = 20;   // one prefill chunk (single-sequence path)
+    static const struct { int H, KH, hd; } hc[] = {{48, 8, 128}, {16, 16, 64}};
+    for (int c = 0; c < 2; c++) {
+        check_attention_batch("b1", hc[c].H, hc[c].KH, hc[c].hd, n1, l1, 1);
+        check_attention_batch("b7-mixed", hc[c].H, hc[c].KH, hc[c].hd, n7, l7, 7);
+        if (!quick || c == 0)
+            check_attention_batch("b64", hc[c].H, hc[c].KH, hc[c].hd, n64, l64, 64);
+    }
+}
+
 static void check_data_ops(void) {
     printf("embedding, patches, pixel shuffle, argmax\n");
     {
@@ -370,6 +443,7 @@ static void run_checks(int quick) {
     check_attention("decode", 1, 3000, 48, 8, 128, 1, 2999);
     check_attention("decode-spec", 5, 777, 16, 8, 128, 1, 772);
     check_attention("decode-bidir", 3, 1025, 3, 3, 64, 0, 0);
+    check_batched_decode(quick);
     check_data_ops();
 }
 
@@ -531,9 +605,12 @@ static void bench_vit(int tiles, const card_spec *cs) {
 typedef struct {
     int64_t S, ctx;   // tokens in this step; keys visible (ctx >= S)
     int batch;        // sequences (decode: S = 1 per sequence)
-    float *cs, *sn;
-    ivl_tensor x, h, qkv, q, kc, vc, att, a, g1, u1;
+    float *cs, *sn;   // RoPE tables for all S rows (every sequence at the same positions)
+    ivl_tensor x, h, qkv, q, kn, vn, kc, vc, att, a, g1, u1;   // kn/vn: the step's new k/v
     ivl_tensor n1, n2, wqkv, wo, w1, w3, w2;
+    int per_seq;         // 1: KV append + attention per sequence (llm.c before attention_batch)
+    int64_t *kv_rows;    // [S] cache row of each new token (scatter_rows)
+    ivl_attn_seq *seqs;  // [batch] (attention_batch)
 } llm_layer;
 
 // The layer's ops in order; llm_op runs one (for every sequence where per-sequence), so the
@@ -541,7 +618,7 @@ typedef struct {
 enum { LOP_NORM1, LOP_QKV, LOP_ROPE_Q, LOP_ROPE_K, LOP_ATTN, LOP_WO, LOP_ADD1, LOP_NORM2,
        LOP_W1, LOP_W3, LOP_SILU, LOP_W2, LOP_ADD2, LOP_COUNT };
 static const char *const llm_op_name[LOP_COUNT] = {
-    "rmsnorm", "qkv matmul", "rope q", "rope k", "attention", "wo matmul", "add", "rmsnorm",
+    "rmsnorm", "qkv matmul", "rope q", "rope k", "kv+attention", "wo matmul", "add", "rmsnorm",
     "w1 matmul", "w3 matmul", "silu_mul", "w2 matmul", "add"};
 
 static void llm_op(llm_layer *L, int op) {
@@ -551,19 +628,32 @@ static void llm_op(llm_layer *L, int op) {
     switch (op) {
     case LOP_NORM1: be->rmsnorm(be, &L->h, &L->x, &L->n1, 1e-5f); break;
     case LOP_QKV: be->matmul(be, &L->qkv, &L->h, &L->wqkv, NULL); break;
-    case LOP_ROPE_Q:
-    case LOP_ROPE_K:
+    // As core/models/llm.c: RoPE over all rows, the new k/v rows appended to each sequence's
+    // cache slot, attention; batched (scatter_rows + attention_batch) or, with per_seq, the
+    // old loop of copy/copy/attention per sequence.
+    case LOP_ROPE_Q: be->rope(be, &L->q, H, hd, L->cs, L->sn); break;
+    case LOP_ROPE_K: be->rope(be, &L->kn, KH, hd, L->cs, L->sn); break;
     case LOP_ATTN:
+        if (!L->per_seq) {
+            be->scatter_rows(be, &L->kc, &L->kn, L->kv_rows, L->S);
+            be->scatter_rows(be, &L->vc, &L->vn, L->kv_rows, L->S);
+            be->attention_batch(be, &L->att, &L->q, &L->kc, &L->vc, H, KH, hd, L->seqs,
+                                L->batch, 1.0f / sqrtf(128.0f));
+            break;
+        }
         for (int b = 0; b < L->batch; b++) {
             ivl_tensor qb = ivl_tensor_slice(&L->q, b * per, per);
             ivl_tensor kall = ivl_tensor_slice(&L->kc, b * L->ctx, L->ctx);
             ivl_tensor vall = ivl_tensor_slice(&L->vc, b * L->ctx, L->ctx);
-            ivl_tensor knew = ivl_tensor_slice(&kall, L->ctx - per, per);
+            ivl_tensor kdst = ivl_tensor_slice(&kall, L->ctx - per, per);
+            ivl_tensor vdst = ivl_tensor_slice(&vall, L->ctx - per, per);
+            ivl_tensor ksrc = ivl_tensor_slice(&L->kn, b * per, per);
+            ivl_tensor vsrc = ivl_tensor_slice(&L->vn, b * per, per);
             ivl_tensor ob = ivl_tensor_slice(&L->att, b * per, per);
-            if (op == LOP_ROPE_Q) be->rope(be, &qb, H, hd, L->cs, L->sn);
-            else if (op == LOP_ROPE_K) be->rope(be, &knew, KH, hd, L->cs, L->sn);
-            else be->attention(be, &ob, &qb, &kall, &vall, H, KH, hd, 1, L->ctx - per,
-                               1.0f / sqrtf(128.0f));
+            be->copy(be, &kdst, &ksrc);
+            be->copy(be, &vdst, &vsrc);
+            be->attention(be, &ob, &qb, &kall, &vall, H, KH, hd, 1, L->ctx - per,
+                          1.0f / sqrtf(128.0f));
         }
         break;
     case LOP_WO: be->matmul(be, &L->a, &L->att, &L->wo, NULL); break;
@@ -615,20 +705,56 @@ static void bench_llm_ops(llm_layer *L, double t_layer) {
            sum * 1e3, t_layer * 1e3);
 }
 
+// Decode A/B in the same run: the KV append + attention of the step batched (scatter_rows +
+// attention_batch: 4 launches), with IVL_CUDA_BATCH_ATTN=0 (scatter + the single-sequence
+// kernel per sequence) and the old per-sequence path (copy, copy, attention per sequence),
+// alone and inside the whole layer.
+static void bench_llm_batch_ab(llm_layer *L, double t_layer, double kvbytes) {
+    char keep[64];
+    int had = env_save("IVL_CUDA_BATCH_ATTN", keep, sizeof keep);
+    unsetenv("IVL_CUDA_BATCH_ATTN");
+    llm_op_args a = {L, LOP_ATTN};
+    L->per_seq = 0;
+    double tb = time_it(llm_op_run, &a, 3, 50);
+    setenv("IVL_CUDA_BATCH_ATTN", "0", 1);
+    double tf = time_it(llm_op_run, &a, 3, 50);
+    unsetenv("IVL_CUDA_BATCH_ATTN");
+    L->per_seq = 1;
+    double to = time_it(llm_op_run, &a, 3, 50);
+    double tl = time_it(llm_run, L, 2, 20);
+    L->per_seq = 0;
+    env_restore("IVL_CUDA_BATCH_ATTN", had, keep);
+    printf("  KV append + attention, batch %d (%.0f MB of KV):\n", L->batch, kvbytes / 1e6);
+    printf("    batched (scatter_rows + attention_batch) %8.4f ms %5.0f GB/s = %5.1f%% of copy BW\n",
+           tb * 1e3, kvbytes / tb / 1e9, 100 * kvbytes / tb / 1e9 / g_copy_gbs);
+    printf("    IVL_CUDA_BATCH_ATTN=0 (per-seq kernel)   %8.4f ms %5.0f GB/s  (batched %.2fx)\n",
+           tf * 1e3, kvbytes / tf / 1e9, tf / tb);
+    printf("    old path (copy/copy/attention per seq)   %8.4f ms %5.0f GB/s  (batched %.2fx)\n",
+           to * 1e3, kvbytes / to / 1e9, to / tb);
+    printf("  whole layer: batched %.3f ms, old per-sequence path %.3f ms (%.2fx)\n",
+           t_layer * 1e3, tl * 1e3, tl / t_layer);
+}
+
 static void bench_llm(const char *label, int batch, int64_t per, int64_t ctx, const card_spec *cs) {
     const int64_t D = 6144, I = 16384, NQKV = (48 + 16) * 128, S = batch * per;
     llm_layer L = {.S = S, .ctx = ctx, .batch = batch};
     L.x = GRAND(1, S, D), L.h = GRAND(1, S, D), L.qkv = GRAND(1, S, NQKV), L.q = GRAND(1, S, D);
     L.kc = GRAND(1, batch * ctx, 1024), L.vc = GRAND(1, batch * ctx, 1024);
+    L.kn = GRAND(1, S, 1024), L.vn = GRAND(1, S, 1024);
+    L.kv_rows = ivl_malloc(sizeof(int64_t) * S), L.seqs = ivl_malloc(sizeof(ivl_attn_seq) * batch);
+    for (int b = 0; b < batch; b++) {   // sequence b: slot b of ctx rows, its last per are new
+        L.seqs[b] = (ivl_attn_seq){.q_row0 = b * per, .n = per, .kv_row0 = b * ctx, .len = ctx};
+        for (int64_t t = 0; t < per; t++) L.kv_rows[b * per + t] = b * ctx + ctx - per + t;
+    }
     L.att = GRAND(1, S, D), L.a = GRAND(1, S, D), L.g1 = GRAND(1, S, I), L.u1 = GRAND(1, S, I);
     L.n1 = GRAND(1, D), L.n2 = GRAND(1, D);
     L.wqkv = GRAND(0.02f, NQKV, D), L.wo = GRAND(0.02f, D, D), L.w1 = GRAND(0.02f, I, D);
     L.w3 = GRAND(0.02f, I, D), L.w2 = GRAND(0.02f, D, I);
-    L.cs = ivl_malloc(sizeof(float) * per * 64), L.sn = ivl_malloc(sizeof(float) * per * 64);
-    for (int64_t t = 0; t < per; t++)
+    L.cs = ivl_malloc(sizeof(float) * S * 64), L.sn = ivl_malloc(sizeof(float) * S * 64);
+    for (int64_t r = 0; r < S; r++)
         for (int k = 0; k < 64; k++) {
-            double ang = (double)(ctx - per + t) * pow(1e6, -k / 64.0);
-            L.cs[t * 64 + k] = (float)cos(ang), L.sn[t * 64 + k] = (float)sin(ang);
+            double ang = (double)(ctx - per + r % per) * pow(1e6, -k / 64.0);
+            L.cs[r * 64 + k] = (float)cos(ang), L.sn[r * 64 + k] = (float)sin(ang);
         }
     int iters = per > 1 ? 5 : 20;
     double t = time_it(llm_run, &L, 2, iters);
@@ -660,9 +786,10 @@ static void bench_llm(const char *label, int batch, int64_t per, int64_t ctx, co
            "", wbytes / 1e6, kvbytes / 1e6, t * 1e3, bw, 100 * bw / g_copy_gbs);
     printf("  => InternLM2-20B (48 layers): %.1f tokens/s\n", S / (48.0 * t));
     if (batch == 1 && per == 1) bench_llm_ops(&L, t);
-    free(L.cs), free(L.sn);
-    ivl_tensor *all[] = {&L.x, &L.h, &L.qkv, &L.q, &L.kc, &L.vc, &L.att, &L.a, &L.g1, &L.u1,
-                         &L.n1, &L.n2, &L.wqkv, &L.wo, &L.w1, &L.w3, &L.w2};
+    if (per <= 16) bench_llm_batch_ab(&L, t, kvbytes);
+    free(L.cs), free(L.sn), free(L.kv_rows), free(L.seqs);
+    ivl_tensor *all[] = {&L.x, &L.h, &L.qkv, &L.q, &L.kn, &L.vn, &L.kc, &L.vc, &L.att, &L.a,
+                         &L.g1, &L.u1, &L.n1, &L.n2, &L.wqkv, &L.wo, &L.w1, &L.w3, &L.w2};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) g_gpu->free(g_gpu, all[i]);
 }
 

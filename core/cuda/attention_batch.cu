@@ -11,8 +11,10 @@
 // K/V rows read once per kv head group (GQA).
 //
 // Key split: one key budget per split (kps) for the whole call, chosen so that about four
-// blocks per SM exist in total (at least 128 keys per split), so batch 1 with a long context
-// is split like the single-sequence kernel and batch 64 gets one or two splits per sequence.
+// blocks per SM exist in total (at least 64 keys per split), so batch 1 with a long context
+// is split into many blocks (ctx 1024 on 132 SMs: 16 splits x 8 kv heads) and batch 64 gets
+// one or two splits per sequence. Every split of a query row holds keys, so the work per
+// block is even whatever the mix of lengths.
 //
 // Sequences with more than 16 queries (prefill chunks) go through the single-sequence path
 // (flash kernel). IVL_CUDA_BATCH_ATTN=0 sends every sequence there (A/B and a kill switch);
@@ -26,7 +28,7 @@
 #define BAT_WARPS 4
 #define BAT_MAXG 8          // query heads per block (a kv head's group may need several)
 #define BAT_MAX_N 16        // more queries per sequence: single-sequence (flash) path
-#define BAT_MIN_KEYS 128    // keys per split at least (32 per warp)
+#define BAT_MIN_KEYS 64     // keys per split at least (16 per warp)
 
 // One work item: the block reads keys [k0, k1) of one sequence's KV rows for query row q_row
 // and writes its (max, sum, output) triples to partial slot `part`.
