@@ -179,7 +179,8 @@ static void check_matmul(int64_t M, int64_t N, int64_t K, int with_bias) {
     trio_free(&x), trio_free(&w), trio_free(&b), trio_free(&y);
 }
 
-// Decode matmuls, M <= 8: the weight-streaming kernel (core/cuda/gemv.cu) where K % 8 == 0,
+// Decode matmuls, M <= 8: the weight-streaming kernel (core/cuda/gemv.cu; IVL_CUDA_GEMV=8 so
+// that it takes every M <= 8, the default stops at 4) where K % 8 == 0,
 // cuBLASLt where not (K = 588, 1000 + 4); N = 1, odd N (last block of 4 rows partly empty),
 // K shorter than one block's stride (K = 8, 24) and not a multiple of it. Each shape also
 // with IVL_CUDA_GEMV=0 ([cuBLASLt]) so a failure points at one of the two paths.
@@ -203,10 +204,9 @@ static void check_gemv(void) {
     char keep[64];
     int had = env_save("IVL_CUDA_GEMV", keep, sizeof keep);
     for (int pass = 0; pass < 2; pass++) {
-        printf("matmul M <= 8, %s\n", pass == 0 ? "gemv kernel (K % 8 != 0: cuBLASLt fallback)"
+        printf("matmul M <= 8, %s\n", pass == 0 ? "IVL_CUDA_GEMV=8: gemv kernel (K % 8 != 0: cuBLASLt fallback)"
                                                 : "IVL_CUDA_GEMV=0 (cuBLASLt)");
-        if (pass == 0) unsetenv("IVL_CUDA_GEMV");
-        else setenv("IVL_CUDA_GEMV", "0", 1);
+        setenv("IVL_CUDA_GEMV", pass == 0 ? "8" : "0", 1);
         for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
             for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++)
                 check_matmul(ms[mi], sh[si].N, sh[si].K, sh[si].bias);
@@ -813,9 +813,11 @@ static void bench_decode_matmuls(void) {
     static const int ms[] = {1, 4, 8, 64};
     char keep[64];
     int had = env_save("IVL_CUDA_GEMV", keep, sizeof keep);
-    printf("  decode matmuls (y = x w^T, GB/s = weight bytes / time, %% of measured copy BW):\n");
+    printf("  decode matmuls (y = x w^T, GB/s = weight bytes / time, %% of measured copy BW;\n"
+           "  the gemv column forces the kernel for every M <= 8 with IVL_CUDA_GEMV=8, the default\n"
+           "  (IVL_CUDA_GEMV unset) uses it for M <= 4):\n");
     printf("    %-10s %-13s %3s | %-30s | %-30s | %s\n", "matrix", "[N, K]", "M",
-           "cuBLASLt (IVL_CUDA_GEMV=0)", "gemv kernel", "speedup");
+           "cuBLASLt (IVL_CUDA_GEMV=0)", "gemv kernel (=8)", "speedup");
     for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++) {
         const int64_t N = sh[si].N, K = sh[si].K;
         const double wb = 2.0 * N * K;
@@ -828,7 +830,7 @@ static void bench_decode_matmuls(void) {
             dm_args a = {&y, &x, w, nw, 0};
             setenv("IVL_CUDA_GEMV", "0", 1);
             double t0 = time_it(dm_run, &a, nw, 40 > 2 * nw ? 40 : 2 * nw);
-            unsetenv("IVL_CUDA_GEMV");
+            setenv("IVL_CUDA_GEMV", "8", 1);
             double t1 = time_it(dm_run, &a, nw, 40 > 2 * nw ? 40 : 2 * nw);
             char sh_s[32], c0[48], c1[48];
             snprintf(sh_s, sizeof sh_s, "[%lld, %lld]", (long long)N, (long long)K);

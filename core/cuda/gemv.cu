@@ -14,9 +14,15 @@
 // H100), so the SMs stay busy to the end.
 //
 // Rounding as the cuBLASLt path: products summed in f32, bias added in f32, one rounding to T.
-// Eligible (else cuBLASLt): bf16/fp16, 1 <= M <= 8, K a multiple of 8, x and w 16-byte
+// Eligible (else cuBLASLt): bf16/fp16, 1 <= M <= max M, K a multiple of 8, x and w 16-byte
 // aligned (with K % 8 == 0 every row is then aligned too), N and K below 2^31.
-// IVL_CUDA_GEMV=0 forces cuBLASLt (read at every call, so a benchmark can A/B in one run).
+//
+// max M: IVL_CUDA_GEMV=n (0..8; 0 = always cuBLASLt), default 4. Measured on an H100
+// (bench_cuda_ops --bench, "decode matmuls"): at M = 1 the kernel streams the 20B matrices
+// at 90-99% of the copy bandwidth (cuBLASLt 81-92%); at M = 4 it is 0.94-1.85x cuBLASLt;
+// at M = 8 its 8 CUDA-core FMAs per weight make it slower than cuBLASLt's
+// tensor-core tiles on the large matrices (0.88-0.92x), hence the default. Read at every
+// call, so a benchmark can A/B in one run.
 //
 // bf16 -> f32 is a 16-bit shift (no bf16 instruction needed: builds for every arch);
 // fp16 uses __half22float2, available everywhere.
@@ -28,7 +34,8 @@
 #define GEMV_WARPS 4
 #define GEMV_ROWS 4
 #define GEMV_UNROLL 2
-#define GEMV_MAX_M 8
+#define GEMV_MAX_M 8           // kernels exist for M = 1..8
+#define GEMV_DEFAULT_MAX_M 4   // used up to this M unless IVL_CUDA_GEMV says otherwise
 
 // 16 bytes of w that are read once: bypass L1 (sm_70+), else the read-only path.
 __device__ __forceinline__ uint4 ld_stream16(const uint4 *p) {
@@ -156,10 +163,20 @@ static void gemv_launch(cuda_ctx *c, T *y, const T *x, const T *w, const T *bias
     CUDA_LAUNCHED(c, "gemv");
 }
 
-// IVL_CUDA_GEMV unset, empty or anything but "0": the kernel is used where eligible.
-static int gemv_enabled(void) {
+// The largest M sent to the kernel: IVL_CUDA_GEMV=n (0..8), else the default.
+static int gemv_max_m(void) {
     const char *v = getenv("IVL_CUDA_GEMV");
-    return !(v && !strcmp(v, "0"));
+    if (!v || !*v) return GEMV_DEFAULT_MAX_M;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end == '\0' && n >= 0 && n <= GEMV_MAX_M) return (int)n;
+    static int warned;
+    if (!warned) {
+        warned = 1;
+        LOG_WARN("IVL_CUDA_GEMV=%s: expected 0 (always cuBLASLt) .. %d (largest M for the "
+                 "gemv kernel); using the default %d", v, GEMV_MAX_M, GEMV_DEFAULT_MAX_M);
+    }
+    return GEMV_DEFAULT_MAX_M;
 }
 
 int cuda_gemv_try(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void *w,
@@ -170,7 +187,7 @@ int cuda_gemv_try(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void 
     if ((uintptr_t)x % 16 != 0 || (uintptr_t)w % 16 != 0) return 0;
     // y and bias are accessed one element at a time: T alignment (2 bytes) is enough.
     if ((uintptr_t)y % 2 != 0 || (bias && (uintptr_t)bias % 2 != 0)) return 0;
-    if (!gemv_enabled()) return 0;
+    if (M > gemv_max_m()) return 0;
     if (dt == IVL_BF16)
         gemv_launch<bf16>(c, (bf16 *)y, (const bf16 *)x, (const bf16 *)w, (const bf16 *)bias,
                           (int)M, (int)N, (int)K);
