@@ -505,10 +505,13 @@ void cuda_op_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                              aligned16(vv) && !getenv("IVL_CUDA_NO_FLASH");
         const char *variant = getenv("IVL_CUDA_FLASH");   // see flash_launch_hd and README
         const int wmma = variant && strncmp(variant, "mma", 3) != 0;
-        if (flash_ok && !wmma)
+        if (flash_ok && !wmma) {
+            cuda_flash_seqs one;
+            one.nseq = 1, one.q_row0[0] = 0, one.n[0] = (int)Tq, one.kv_row0[0] = 0;
+            one.len[0] = (int)L, one.pos0[0] = (int)q_pos0;
             done = cuda_flash_mma(c, be->dtype, variant && !strcmp(variant, "mma128") ? 128 : 64,
-                                  o, qq, kk, vv, (int)Tq, (int)L, H, KH, hd, causal,
-                                  (long long)q_pos0, sl2);
+                                  o, qq, kk, vv, H, KH, hd, causal, &one, sl2);
+        }
         if (flash_ok && !done)
             done = flash_launch<T>(c, o, qq, kk, vv, (int)Tq, (int)L, H, KH, hd, causal,
                                    (long long)q_pos0, sl2);

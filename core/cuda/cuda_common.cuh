@@ -85,12 +85,20 @@ void cuda_after_launch(cuda_ctx *c, const char *what, const char *file, int line
 
 void *cuda_scratch(cuda_ctx *c, int which, size_t bytes);
 
-// flash_mma.cu: FlashAttention-2-style prefill attention with mma.sync (sm_80+, bf16/fp16,
-// head_dim 64/96/128, 16-byte aligned pointers). br = query rows per block (64 or 128).
-// Returns 0 (nothing launched) when it does not apply; attention.cu then uses WMMA/decode.
+// flash_mma.cu: FlashAttention-2-style attention with mma.sync (sm_80+, bf16/fp16, head_dim
+// 64/96/128, 16-byte aligned pointers) for up to IVL_FLASH_MAXSEQ sequences in one launch:
+// sequence i has queries at rows q_row0[i] .. + n[i] - 1 of q/out (positions pos0[i] ..) and
+// keys/values at rows kv_row0[i] .. + len[i] - 1 of k/v. br = query rows per block (64, 128).
+// Returns 0 (nothing launched) when it does not apply; the caller then uses WMMA/decode.
+#define IVL_FLASH_MAXSEQ 48
+typedef struct cuda_flash_seqs {
+    int nseq;
+    int q_row0[IVL_FLASH_MAXSEQ], n[IVL_FLASH_MAXSEQ], kv_row0[IVL_FLASH_MAXSEQ];
+    int len[IVL_FLASH_MAXSEQ], pos0[IVL_FLASH_MAXSEQ];
+} cuda_flash_seqs;
 int cuda_flash_mma(cuda_ctx *c, ivl_dtype dt, int br, void *out, const void *q, const void *k,
-                   const void *v, int Tq, int L, int H, int KH, int hd, int causal,
-                   long long q_pos0, float sl2);
+                   const void *v, int H, int KH, int hd, int causal, const cuda_flash_seqs *sq,
+                   float sl2);
 void *cuda_dev_alloc(cuda_ctx *c, size_t bytes);
 void cuda_dev_free(cuda_ctx *c, void *p);
 

@@ -47,6 +47,12 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+__device__ __forceinline__ void ldmatrix_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2,
+                                            uint32_t &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(smem_addr(p)));
+}
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t &r0, uint32_t &r1, uint32_t &r2,
                                                   uint32_t &r3, const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -82,8 +88,8 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
 
 template <typename T, int HD, int BR>
 __device__ __forceinline__ void mma_body(T *__restrict__ out, const T *__restrict__ q,
-                                         const T *__restrict__ k, const T *__restrict__ v, int Tq,
-                                         int L, int H, int KH, int causal, long long q_pos0,
+                                         const T *__restrict__ k, const T *__restrict__ v, int H,
+                                         int KH, int causal, const cuda_flash_seqs &sq,
                                          float sl2) {
     typedef mma_layout<HD, BR, T> LY;
     constexpr int LDT = LY::LDT, NT = LY::NW * 32, CH = HD / 8;   // 16-byte chunks per row
@@ -95,12 +101,24 @@ __device__ __forceinline__ void mma_body(T *__restrict__ out, const T *__restric
     T *sK0 = sQ + BR * LDT;   // K buffers 0,1 then V buffers 0,1
     T *sV0 = sK0 + 2 * BC * LDT;
 
+    // This block's sequence (blockIdx.z) and query block; blocks past the sequence's rows
+    // leave at once (grid.x covers the longest sequence of the launch).
+    const int seq = blockIdx.z;
+    const int Tq = sq.n[seq], L = sq.len[seq];
+    const long long q_pos0 = sq.pos0[seq];
+    const int nqb = (Tq + BR - 1) / BR;
+    if ((int)blockIdx.x >= nqb) return;
+    const long long qld = (long long)H * HD, kvld = (long long)KH * HD;
+    q += (long long)sq.q_row0[seq] * qld;
+    out += (long long)sq.q_row0[seq] * qld;
+    k += (long long)sq.kv_row0[seq] * kvld;
+    v += (long long)sq.kv_row0[seq] * kvld;
+
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int quad = lane >> 2, qi = lane & 3;
     const int h = blockIdx.y, kvh = h / (H / KH);
-    const int qb = causal ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
+    const int qb = causal ? nqb - 1 - (int)blockIdx.x : (int)blockIdx.x;   // heaviest first
     const int q0 = qb * BR;
-    const long long qld = (long long)H * HD, kvld = (long long)KH * HD;
     const int last_q = min(Tq, q0 + BR) - 1;
     const long long nk = causal ? min((long long)L, q_pos0 + last_q + 1) : (long long)L;
     const int ntiles = (int)((nk + BC - 1) / BC);
@@ -163,15 +181,21 @@ __device__ __forceinline__ void mma_body(T *__restrict__ out, const T *__restric
         const long long kb = (long long)t * BC;
 
         // S = Q K^T for 16 rows x 64 keys: B[k = d][n = key] = sK[key][d], pairs along d.
+        // One ldmatrix.x4 gives the fragments of two k-steps: lane group g of 8 addresses
+        // rows key j*8 + (lane & 7), columns 8g of the 32 d's of k-steps kk, kk + 1.
         float s[NS][4];
+        const int mi = lane >> 3, mr = lane & 7;
 #pragma unroll
         for (int j = 0; j < NS; j++) {
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-            const T *kr = sK + (j * 8 + quad) * LDT + 2 * qi;
+            const T *kr = sK + (j * 8 + mr) * LDT + 8 * mi;
 #pragma unroll
-            for (int kk = 0; kk < KS; kk++)
-                mma16816<T>(s[j], qf[kk], *(const uint32_t *)(kr + kk * 16),
-                            *(const uint32_t *)(kr + kk * 16 + 8));
+            for (int kk = 0; kk < KS; kk += 2) {
+                uint32_t b0, b1, b2, b3;
+                ldmatrix_x4(b0, b1, b2, b3, kr + kk * 16);
+                mma16816<T>(s[j], qf[kk], b0, b1);
+                mma16816<T>(s[j], qf[kk + 1], b2, b3);
+            }
         }
 
         // Scale to the log2 domain; mask keys past nk and (causal) past the row's position.
@@ -230,7 +254,6 @@ __device__ __forceinline__ void mma_body(T *__restrict__ out, const T *__restric
 
         // O += P V: V fragments by ldmatrix.trans, two n-tiles (16 columns of d) per load.
         // Lane groups of 8 address the four 8x8 matrices (keys +0/+8) x (d +0/+8).
-        const int mi = lane >> 3, mr = lane & 7;
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++) {
             const T *vr = sV + (kk * 16 + mr + 8 * (mi & 1)) * LDT + 8 * (mi >> 1);
@@ -259,53 +282,56 @@ __device__ __forceinline__ void mma_body(T *__restrict__ out, const T *__restric
 }
 #endif
 
+// The sequences travel as a kernel parameter (no upload, nothing to synchronise).
 template <typename T, int HD, int BR>
 __global__ void __launch_bounds__(BR / 16 * 32)
-    flash_mma_kernel(T *out, const T *q, const T *k, const T *v, int Tq, int L, int H, int KH,
-                     int causal, long long q_pos0, float sl2) {
+    flash_mma_kernel(T *out, const T *q, const T *k, const T *v, int H, int KH, int causal,
+                     const __grid_constant__ cuda_flash_seqs sq, float sl2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();   // the host launches this only on sm_80+
 #else
-    mma_body<T, HD, BR>(out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
+    mma_body<T, HD, BR>(out, q, k, v, H, KH, causal, sq, sl2);
 #endif
 }
 
 template <typename T, int HD, int BR>
-int launch(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, int Tq, int L, int H, int KH,
-           int causal, long long q_pos0, float sl2) {
+int launch(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, int H, int KH, int causal,
+           const cuda_flash_seqs *sq, float sl2) {
     const size_t sm = mma_layout<HD, BR, T>::bytes;
     if (sm > c->smem_optin) return 0;
     auto kern = flash_mma_kernel<T, HD, BR>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
-    dim3 grid((unsigned)((Tq + BR - 1) / BR), (unsigned)H);
-    kern<<<grid, mma_layout<HD, BR, T>::NW * 32, sm, c->stream>>>(out, q, k, v, Tq, L, H, KH,
-                                                                   causal, q_pos0, sl2);
+    int maxn = 1;
+    for (int i = 0; i < sq->nseq; i++) maxn = sq->n[i] > maxn ? sq->n[i] : maxn;
+    dim3 grid((unsigned)((maxn + BR - 1) / BR), (unsigned)H, (unsigned)sq->nseq);
+    kern<<<grid, mma_layout<HD, BR, T>::NW * 32, sm, c->stream>>>(out, q, k, v, H, KH, causal,
+                                                                   *sq, sl2);
     CUDA_LAUNCHED(c, "flash_mma_kernel");
     return 1;
 }
 
 template <typename T, int HD>
-int launch_hd(cuda_ctx *c, int br, T *out, const T *q, const T *k, const T *v, int Tq, int L,
-              int H, int KH, int causal, long long q_pos0, float sl2) {
-    if (br == 128 && launch<T, HD, 128>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2))
-        return 1;
-    return launch<T, HD, 64>(c, out, q, k, v, Tq, L, H, KH, causal, q_pos0, sl2);
+int launch_hd(cuda_ctx *c, int br, T *out, const T *q, const T *k, const T *v, int H, int KH,
+              int causal, const cuda_flash_seqs *sq, float sl2) {
+    if (br == 128 && launch<T, HD, 128>(c, out, q, k, v, H, KH, causal, sq, sl2)) return 1;
+    return launch<T, HD, 64>(c, out, q, k, v, H, KH, causal, sq, sl2);
 }
 
 }   // namespace
 
 // See cuda_common.cuh. Pointers must be 16-byte aligned (checked by the caller).
 int cuda_flash_mma(cuda_ctx *c, ivl_dtype dt, int br, void *out, const void *q, const void *k,
-                   const void *v, int Tq, int L, int H, int KH, int hd, int causal,
-                   long long q_pos0, float sl2) {
+                   const void *v, int H, int KH, int hd, int causal, const cuda_flash_seqs *sq,
+                   float sl2) {
     if (c->cc < 80 || (dt != IVL_BF16 && dt != IVL_F16)) return 0;
+    if (sq->nseq < 1 || sq->nseq > IVL_FLASH_MAXSEQ) return 0;
 #define IVL_MMA_HD(T)                                                                        \
     do {                                                                                     \
         T *o = (T *)out;                                                                     \
         const T *qq = (const T *)q, *kk = (const T *)k, *vv = (const T *)v;                  \
-        if (hd == 64) return launch_hd<T, 64>(c, br, o, qq, kk, vv, Tq, L, H, KH, causal, q_pos0, sl2);   \
-        if (hd == 96) return launch_hd<T, 96>(c, br, o, qq, kk, vv, Tq, L, H, KH, causal, q_pos0, sl2);   \
-        if (hd == 128) return launch_hd<T, 128>(c, br, o, qq, kk, vv, Tq, L, H, KH, causal, q_pos0, sl2); \
+        if (hd == 64) return launch_hd<T, 64>(c, br, o, qq, kk, vv, H, KH, causal, sq, sl2);   \
+        if (hd == 96) return launch_hd<T, 96>(c, br, o, qq, kk, vv, H, KH, causal, sq, sl2);   \
+        if (hd == 128) return launch_hd<T, 128>(c, br, o, qq, kk, vv, H, KH, causal, sq, sl2); \
         return 0;                                                                            \
     } while (0)
     if (dt == IVL_BF16) IVL_MMA_HD(bf16);
