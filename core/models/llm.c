@@ -237,6 +237,12 @@ void ivl_llm_forward_layers(ivl_backend *be, const ivl_llm_config *c, const ivl_
                   slot, (long long)(kv->len[slot] + seqs[i].n), (long long)kv->max_ctx);
         N += seqs[i].n;
     }
+    // A slot twice in one step would append both sequences' tokens at the same cache rows.
+    for (int i = 0; i < nseq; i++)
+        for (int j = i + 1; j < nseq && seqs[i].n > 0; j++)
+            IVL_CHECK(seqs[j].slot != seqs[i].slot || seqs[j].n == 0,
+                      "KV slot %d is given to two sequences of one step (%d and %d)",
+                      seqs[i].slot, i, j);
     IVL_CHECK(ivl_tensor_rows(x) == N && ivl_tensor_cols(x) == D, "hidden state must be [%lld, %lld]",
               (long long)N, (long long)D);
     llm_scratch s;
