@@ -229,10 +229,13 @@ static void bat_plan_build(cuda_ctx *c, const ivl_attn_seq *seqs, int nseq, cons
         const ivl_attn_seq *s = &seqs[i];
         for (long long t = 0; t < s->n; t++) {
             const long long nvis = s->len - s->n + t + 1;   // causal: keys 0 .. len - n + t
+            // ns splits of at most kps keys, sized evenly (1024 keys at kps 993: 512 + 512,
+            // not 993 + 31); every split holds at least one key.
             const int ns = (int)((nvis + kps - 1) / kps);
+            const long long per = (nvis + ns - 1) / ns;
             p->rows[nr++] = (bat_row){s->q_row0 + t, ni, ns};
             for (int sp = 0; sp < ns; sp++) {
-                long long k0 = sp * kps, k1 = k0 + kps < nvis ? k0 + kps : nvis;
+                long long k0 = sp * per, k1 = k0 + per < nvis ? k0 + per : nvis;
                 p->items[ni] = (bat_item){s->q_row0 + t, s->kv_row0, (int)k0, (int)k1, ni, 0};
                 ni++;
             }
