@@ -300,7 +300,7 @@ static void check_attention(const char *what, int64_t T, int64_t L, int H, int K
 // with the batched kernel (n > 16 goes to the single-sequence path inside the op) and one
 // with IVL_CUDA_BATCH_ATTN=0 (the per-sequence fallback), both against the CPU.
 static void check_attention_batch(const char *what, int H, int KH, int hd, const int64_t *ns,
-                                  const int64_t *lens, int nseq) {
+                                  const int64_t *lens, int nseq, int causal) {
     ivl_attn_seq *sq = ivl_malloc(sizeof *sq * (size_t)nseq);
     int64_t T = 0, LK = 0;
     for (int i = 0; i < nseq; i++) T += ns[i];
@@ -313,16 +313,16 @@ static void check_attention_batch(const char *what, int H, int KH, int hd, const
     trio q = RAND(-1.5f, 1.5f, T, (int64_t)H * hd), k = RAND(-1.5f, 1.5f, LK, (int64_t)KH * hd);
     trio v = RAND(-1, 1, LK, (int64_t)KH * hd), o = ZEROS(T, (int64_t)H * hd);
     float sc = 1.0f / sqrtf((float)hd);
-    g_cpu->attention_batch(g_cpu, &o.c, &q.c, &k.c, &v.c, H, KH, hd, sq, nseq, sc);
+    g_cpu->attention_batch(g_cpu, &o.c, &q.c, &k.c, &v.c, H, KH, hd, causal, sq, nseq, sc);
     char keep[64], name[128];
     int had = env_save("IVL_CUDA_BATCH_ATTN", keep, sizeof keep);
     for (int pass = 0; pass < 2; pass++) {
         if (pass) setenv("IVL_CUDA_BATCH_ATTN", "0", 1);
         else unsetenv("IVL_CUDA_BATCH_ATTN");
         g_gpu->zero(g_gpu, &o.g);
-        g_gpu->attention_batch(g_gpu, &o.g, &q.g, &k.g, &v.g, H, KH, hd, sq, nseq, sc);
-        snprintf(name, sizeof name, "attention_batch %s x%d H=%d/%d hd=%d%s", what, nseq, H, KH,
-                 hd, pass ? " [per-seq]" : "");
+        g_gpu->attention_batch(g_gpu, &o.g, &q.g, &k.g, &v.g, H, KH, hd, causal, sq, nseq, sc);
+        snprintf(name, sizeof name, "attention_batch %s x%d H=%d/%d hd=%d%s%s", what, nseq, H,
+                 KH, hd, causal ? "" : " bidir", pass ? " [per-seq]" : "");
         compare(name, &o, TOL_ATTN);
     }
     env_restore("IVL_CUDA_BATCH_ATTN", had, keep);
@@ -361,10 +361,25 @@ static void check_batched_decode(int quick) {
     n64[40] = 20;   // one prefill chunk (single-sequence path)
     static const struct { int H, KH, hd; } hc[] = {{48, 8, 128}, {16, 16, 64}};
     for (int c = 0; c < 2; c++) {
-        check_attention_batch("b1", hc[c].H, hc[c].KH, hc[c].hd, n1, l1, 1);
-        check_attention_batch("b7-mixed", hc[c].H, hc[c].KH, hc[c].hd, n7, l7, 7);
+        check_attention_batch("b1", hc[c].H, hc[c].KH, hc[c].hd, n1, l1, 1, 1);
+        check_attention_batch("b7-mixed", hc[c].H, hc[c].KH, hc[c].hd, n7, l7, 7, 1);
         if (!quick || c == 0)
-            check_attention_batch("b64", hc[c].H, hc[c].KH, hc[c].hd, n64, l64, 64);
+            check_attention_batch("b64", hc[c].H, hc[c].KH, hc[c].hd, n64, l64, 64, 1);
+    }
+    // Several prefill chunks in one call (the flash kernel's multi-sequence launch), mixed with
+    // decode rows; and the ViT's use: bidirectional tiles of equal length, 1025 tokens
+    // (InternViT-300M heads of 64, 6B heads of 128), more tiles than one launch takes (48).
+    static const int64_t np[] = {100, 1, 37, 300, 17, 2}, lp[] = {100, 900, 1000, 2100, 17, 40};
+    check_attention_batch("prefill-mixed", 48, 8, 128, np, lp, 6, 1);
+    check_attention_batch("prefill-mixed", 32, 32, 96, np, lp, 6, 1);
+    static const int64_t nt[] = {1025, 1025, 1025}, nt2[] = {257, 3, 40, 257};
+    check_attention_batch("tiles", 16, 16, 64, nt, nt, 3, 0);
+    check_attention_batch("tiles", 5, 5, 128, nt, nt, 3, 0);
+    check_attention_batch("ragged-bidir", 6, 2, 64, nt2, nt2, 4, 0);
+    if (!quick) {
+        int64_t n50[50];
+        for (int i = 0; i < 50; i++) n50[i] = 65 + (i % 3);
+        check_attention_batch("50-tiles", 4, 4, 64, n50, n50, 50, 0);
     }
 }
 
@@ -520,7 +535,8 @@ static void bench_ceiling(void) {
 
 // ---- InternViT-6B layer on `tiles` tiles (spec 2): 25 heads x 128, C 3200, I 12800.
 typedef struct {
-    int tiles;
+    int tiles, per_tile;   // per_tile: one attention call per tile (the model before batching)
+    ivl_attn_seq *seqs;    // the tiles, for attention_batch (as core/models/vit.c)
     ivl_tensor x, h, qkv, q, k, v, att, a, f1;
     ivl_tensor n1, n2, qn, kn, wqkv, wproj, bproj, ls1, ls2, w1, b1, w2, b2;
 } vit_layer;
@@ -534,7 +550,10 @@ static void vit_run(void *p) {
     // The model splits qkv into q, k, v; here q/k/v are separate buffers of the same size.
     be->rmsnorm(be, &L->q, &L->q, &L->qn, 1e-6f);
     be->rmsnorm(be, &L->k, &L->k, &L->kn, 1e-6f);
-    for (int t = 0; t < L->tiles; t++) {
+    if (!L->per_tile)
+        be->attention_batch(be, &L->att, &L->q, &L->k, &L->v, H, H, hd, 0, L->seqs, L->tiles,
+                            1.0f / sqrtf((float)hd));
+    for (int t = 0; L->per_tile && t < L->tiles; t++) {
         ivl_tensor qt = ivl_tensor_slice(&L->q, t * 1025LL, 1025), kt = ivl_tensor_slice(&L->k, t * 1025LL, 1025);
         ivl_tensor vt = ivl_tensor_slice(&L->v, t * 1025LL, 1025), ot = ivl_tensor_slice(&L->att, t * 1025LL, 1025);
         be->attention(be, &ot, &qt, &kt, &vt, H, H, hd, 0, 0, 1.0f / sqrtf((float)hd));
@@ -564,9 +583,18 @@ static void report(const char *what, double flops, double t, const card_spec *cs
     printf("\n");
 }
 
+typedef struct { vit_layer *L; } ab_args;
+static void ab_run(void *p) {   // the ViT's attention over all tiles, as vit.c calls it
+    vit_layer *L = ((ab_args *)p)->L;
+    g_gpu->attention_batch(g_gpu, &L->att, &L->q, &L->k, &L->v, 25, 25, 128, 0, L->seqs,
+                           L->tiles, 1.0f / sqrtf(128.0f));
+}
+
 static void bench_vit(int tiles, const card_spec *cs) {
     const int64_t C = 3200, I = 12800, M = 1025LL * tiles;
     vit_layer L = {.tiles = tiles};
+    L.seqs = ivl_malloc(sizeof *L.seqs * (size_t)tiles);
+    for (int t = 0; t < tiles; t++) L.seqs[t] = (ivl_attn_seq){t * 1025LL, 1025, t * 1025LL, 1025};
     L.x = GRAND(1, M, C), L.h = GRAND(1, M, C), L.qkv = GRAND(1, M, 3 * C);
     L.q = GRAND(1, M, C), L.k = GRAND(1, M, C), L.v = GRAND(1, M, C), L.att = GRAND(1, M, C);
     L.a = GRAND(1, M, C), L.f1 = GRAND(1, M, I);
@@ -579,12 +607,20 @@ static void bench_vit(int tiles, const card_spec *cs) {
     char what[96];
     snprintf(what, sizeof what, "ViT-6B layer, %d tiles (M=%lld)", tiles, (long long)M);
     report(what, lin + att, t, cs);
+    L.per_tile = 1;
+    double tp = time_it(vit_run, &L, 1, 3);
+    snprintf(what, sizeof what, "  same, one attention call per tile");
+    report(what, lin + att, tp, cs);
+    L.per_tile = 0;
+    ab_args ab = {&L};
+    double tb = time_it(ab_run, &ab, 2, 5);
+    report("  of which attention (all tiles, one call)", att, tb, cs);
     at_args aa = {&L.att, &L.q, &L.k, &L.v, 25, 25, 128, 0, 0, 1};
     ivl_tensor qt = ivl_tensor_slice(&L.q, 0, 1025), kt = ivl_tensor_slice(&L.k, 0, 1025);
     ivl_tensor vt = ivl_tensor_slice(&L.v, 0, 1025), ot = ivl_tensor_slice(&L.att, 0, 1025);
     aa.o = &ot, aa.q = &qt, aa.k = &kt, aa.v = &vt, aa.reps = tiles;
     double ta = time_it(at_run, &aa, 2, 5);
-    report("  of which attention (flash, 1025x1025)", att, ta, cs);
+    report("  attention one call per tile (flash, 1025x1025)", att, ta, cs);
     static const char *variants[] = {"mma", "mma128", "regs64", "regs32", "smem"};
     for (int vi = 0; vi < 5; vi++) {   // the kernel variants, for choosing the default
         setenv("IVL_CUDA_FLASH", variants[vi], 1);
@@ -598,6 +634,7 @@ static void bench_vit(int tiles, const card_spec *cs) {
     ivl_tensor *all[] = {&L.x, &L.h, &L.qkv, &L.q, &L.k, &L.v, &L.att, &L.a, &L.f1, &L.n1, &L.n2,
                          &L.qn, &L.kn, &L.wqkv, &L.wproj, &L.bproj, &L.ls1, &L.ls2, &L.w1, &L.b1,
                          &L.w2, &L.b2};
+    free(L.seqs);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) g_gpu->free(g_gpu, all[i]);
 }
 
@@ -637,7 +674,7 @@ static void llm_op(llm_layer *L, int op) {
         if (!L->per_seq) {
             be->scatter_rows(be, &L->kc, &L->kn, L->kv_rows, L->S);
             be->scatter_rows(be, &L->vc, &L->vn, L->kv_rows, L->S);
-            be->attention_batch(be, &L->att, &L->q, &L->kc, &L->vc, H, KH, hd, L->seqs,
+            be->attention_batch(be, &L->att, &L->q, &L->kc, &L->vc, H, KH, hd, 1, L->seqs,
                                 L->batch, 1.0f / sqrtf(128.0f));
             break;
         }

@@ -18,8 +18,9 @@
 typedef struct ivl_backend ivl_backend;
 
 // One sequence of a batched attention call (attention_batch): queries q[q_row0 .. q_row0+n-1]
-// attend causally to key/value rows kv_row0 .. kv_row0+len-1 (its KV-cache slot, the new
-// rows already written); query t sits at position len - n + t. n == 0 is skipped.
+// attend to key/value rows kv_row0 .. kv_row0+len-1 (its KV-cache slot, the new rows already
+// written; or its own tile for the ViT); if causal, query t sits at position len - n + t.
+// n == 0 is skipped.
 typedef struct ivl_attn_seq {
     int64_t q_row0, n, kv_row0, len;
 } ivl_attn_seq;
@@ -121,18 +122,20 @@ struct ivl_backend {
     // overlap. Appends the step's new k/v rows to each sequence's KV-cache slot.
     void (*scatter_rows)(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src,
                          const int64_t *dst_rows_host, int64_t n);
-    // Causal attention of nseq sequences sharing q [T, H*hd], k, v [Lk, K*hd], out [T, H*hd]
+    // Attention of nseq sequences sharing q [T, H*hd], k, v [Lk, K*hd], out [T, H*hd]
     // (seqs is a host array, see ivl_attn_seq). Exactly the same result as, for each i with
     // seqs[i].n > 0,
     //   attention(be, out[q_row0 : q_row0+n], q[q_row0 : q_row0+n],
     //             k[kv_row0 : kv_row0+len], v[kv_row0 : kv_row0+len],
-    //             n_heads, n_kv_heads, head_dim, causal = 1, q_pos0 = len - n, scale)
-    // (row slices). Needs 1 <= n <= len for each sequence (n = 0 skipped), rows in range;
+    //             n_heads, n_kv_heads, head_dim, causal, q_pos0 = causal ? len - n : 0, scale)
+    // (row slices): causal for the LLM's steps (decode and prefill chunks of many sequences),
+    // bidirectional (causal = 0: every query sees its len keys) for the ViT's tiles. Needs
+    // len >= 1 and, if causal, n <= len for each sequence (n = 0 skipped), rows in range;
     // out must not alias q, k or v. Query rows of different sequences should not overlap.
     void (*attention_batch)(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                             const ivl_tensor *k, const ivl_tensor *v, int n_heads,
-                            int n_kv_heads, int head_dim, const ivl_attn_seq *seqs, int nseq,
-                            float scale);
+                            int n_kv_heads, int head_dim, int causal, const ivl_attn_seq *seqs,
+                            int nseq, float scale);
 };
 
 // Backends. ivl_backend_create("cpu" | "cuda" | "auto", device_index):

@@ -295,8 +295,8 @@ static void cpu_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor 
 // attention per sequence (the contract in backend.h).
 static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                                 const ivl_tensor *k, const ivl_tensor *v, int n_heads,
-                                int n_kv_heads, int head_dim, const ivl_attn_seq *seqs, int nseq,
-                                float scale) {
+                                int n_kv_heads, int head_dim, int causal,
+                                const ivl_attn_seq *seqs, int nseq, float scale) {
     check_arg("attention_batch", "out", out);
     check_arg("attention_batch", "q", q);
     check_arg("attention_batch", "k", k);
@@ -325,9 +325,10 @@ static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tens
                   "cpu attention_batch: seqs[%d] (q_row0 %lld, n %lld) has query rows outside q %s", i,
                   (long long)s->q_row0, (long long)s->n, shape_of(q, s1));
         if (s->n == 0) continue;
-        IVL_CHECK(s->len >= s->n && s->kv_row0 >= 0 && s->len <= Lk - s->kv_row0,
+        IVL_CHECK(s->len >= 1 && (!causal || s->len >= s->n) && s->kv_row0 >= 0 &&
+                      s->len <= Lk - s->kv_row0,
                   "cpu attention_batch: seqs[%d] (kv_row0 %lld, len %lld, n %lld) needs "
-                  "n <= len and its KV rows inside k %s", i, (long long)s->kv_row0,
+                  "1 <= len, n <= len if causal, and its KV rows inside k %s", i, (long long)s->kv_row0,
                   (long long)s->len, (long long)s->n, shape_of(k, s1));
     }
     for (int i = 0; i < nseq; i++) {
@@ -335,7 +336,7 @@ static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tens
         if (s->n == 0) continue;
         ivl_cpu_attention(F(out) + s->q_row0 * qc, F(q) + s->q_row0 * qc, F(k) + s->kv_row0 * kc,
                           F(v) + s->kv_row0 * kc, s->n, s->len, n_heads, n_kv_heads, head_dim,
-                          1, s->len - s->n, scale);
+                          causal, causal ? s->len - s->n : 0, scale);
     }
 }
 

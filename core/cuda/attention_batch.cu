@@ -1,6 +1,6 @@
-// attention_batch.cu - causal attention of many sequences in one launch (attention_batch in
+// attention_batch.cu - attention of many sequences in one launch (attention_batch in
 // backend.h): the decode step of continuous batching, where every sequence brings 1..16 new
-// queries and reads its own KV-cache slot.
+// queries and reads its own KV-cache slot (causal); also the ViT's tiles (bidirectional).
 //
 // The single-sequence decode kernel (attention.cu) cost two launches per sequence, 128 per
 // layer at batch 64, each too small to fill the GPU. Here one block is (work item, kv head,
@@ -16,9 +16,11 @@
 // one or two splits per sequence. Every split of a query row holds keys, so the work per
 // block is even whatever the mix of lengths.
 //
-// Sequences with more than 16 queries (prefill chunks) go through the single-sequence path
-// (flash kernel). IVL_CUDA_BATCH_ATTN=0 sends every sequence there (A/B and a kill switch);
-// so do unaligned tensors (the batched kernel loads K/V rows with vector loads).
+// Sequences with more than 16 queries (prefill chunks, ViT tiles) go to the mma.sync flash
+// kernel, up to IVL_FLASH_MAXSEQ per launch (flash_mma.cu; sm_80+), else one by one through
+// the single-sequence path. IVL_CUDA_BATCH_ATTN=0 sends every sequence through the
+// single-sequence path (A/B and a kill switch); so do unaligned tensors (the batched kernel
+// loads K/V rows with vector loads).
 #include "core/cuda/cuda_common.cuh"
 
 #include <stdlib.h>
@@ -201,12 +203,17 @@ typedef struct {
 } bat_plan;
 
 // Splits the batched sequences (n <= BAT_MAX_N) into work items; `use` marks them.
+// Keys visible to query t of sequence s: causal, keys 0 .. len - n + t; else all len.
+static long long bat_visible(const ivl_attn_seq *s, long long t, int causal) {
+    return causal ? s->len - s->n + t + 1 : s->len;
+}
+
 static void bat_plan_build(cuda_ctx *c, const ivl_attn_seq *seqs, int nseq, const char *use,
-                           int blocks_per_item, bat_plan *p) {
+                           int causal, int blocks_per_item, bat_plan *p) {
     long long keys = 0, nrows = 0;
     for (int i = 0; i < nseq; i++)
         if (use[i])
-            for (long long t = 0; t < seqs[i].n; t++) keys += seqs[i].len - seqs[i].n + t + 1;
+            for (long long t = 0; t < seqs[i].n; t++) keys += bat_visible(&seqs[i], t, causal);
     for (int i = 0; i < nseq; i++)
         if (use[i]) nrows += seqs[i].n;
     // About four blocks per SM over the whole call, each split at least BAT_MIN_KEYS keys.
@@ -218,7 +225,7 @@ static void bat_plan_build(cuda_ctx *c, const ivl_attn_seq *seqs, int nseq, cons
     for (int i = 0; i < nseq; i++)
         if (use[i])
             for (long long t = 0; t < seqs[i].n; t++)
-                nitems += (seqs[i].len - seqs[i].n + t + 1 + kps - 1) / kps;
+                nitems += (bat_visible(&seqs[i], t, causal) + kps - 1) / kps;
     IVL_CHECK(nitems < 2147483647LL && nrows < 2147483647LL,
               "cuda attention_batch: %lld work items, too many for one launch", nitems);
     p->items = (bat_item *)ivl_malloc(sizeof(bat_item) * (size_t)(nitems ? nitems : 1));
@@ -228,7 +235,7 @@ static void bat_plan_build(cuda_ctx *c, const ivl_attn_seq *seqs, int nseq, cons
         if (!use[i]) continue;
         const ivl_attn_seq *s = &seqs[i];
         for (long long t = 0; t < s->n; t++) {
-            const long long nvis = s->len - s->n + t + 1;   // causal: keys 0 .. len - n + t
+            const long long nvis = bat_visible(s, t, causal);
             // ns splits of at most kps keys, sized evenly (1024 keys at kps 993: 512 + 512,
             // not 993 + 31); every split holds at least one key.
             const int ns = (int)((nvis + kps - 1) / kps);
@@ -248,12 +255,12 @@ static void bat_plan_build(cuda_ctx *c, const ivl_attn_seq *seqs, int nseq, cons
 
 template <typename T, int EPL>
 static void bat_launch_epl(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, int H,
-                           int KH, const ivl_attn_seq *seqs, int nseq, const char *use,
-                           float sl2) {
+                           int KH, int causal, const ivl_attn_seq *seqs, int nseq,
+                           const char *use, float sl2) {
     const int hd = EPL * 32, G = H / KH, ngb = (G + BAT_MAXG - 1) / BAT_MAXG;
     IVL_CHECK((long long)KH * ngb <= 65535, "cuda attention_batch: %d kv heads is too many", KH);
     bat_plan p;
-    bat_plan_build(c, seqs, nseq, use, KH * ngb, &p);
+    bat_plan_build(c, seqs, nseq, use, causal, KH * ngb, &p);
     if (p.nitems == 0) {
         free(p.items);
         free(p.rows);
@@ -283,12 +290,13 @@ static void bat_launch_epl(cuda_ctx *c, T *out, const T *q, const T *k, const T 
 // Returns 1 if the batched kernel took the marked sequences (head_dim supported).
 template <typename T>
 static int bat_launch(cuda_ctx *c, T *out, const T *q, const T *k, const T *v, int H, int KH,
-                      int hd, const ivl_attn_seq *seqs, int nseq, const char *use, float sl2) {
+                      int hd, int causal, const ivl_attn_seq *seqs, int nseq, const char *use,
+                      float sl2) {
     switch (hd) {
-    case 64: bat_launch_epl<T, 2>(c, out, q, k, v, H, KH, seqs, nseq, use, sl2); return 1;
-    case 96: bat_launch_epl<T, 3>(c, out, q, k, v, H, KH, seqs, nseq, use, sl2); return 1;
-    case 128: bat_launch_epl<T, 4>(c, out, q, k, v, H, KH, seqs, nseq, use, sl2); return 1;
-    case 256: bat_launch_epl<T, 8>(c, out, q, k, v, H, KH, seqs, nseq, use, sl2); return 1;
+    case 64: bat_launch_epl<T, 2>(c, out, q, k, v, H, KH, causal, seqs, nseq, use, sl2); return 1;
+    case 96: bat_launch_epl<T, 3>(c, out, q, k, v, H, KH, causal, seqs, nseq, use, sl2); return 1;
+    case 128: bat_launch_epl<T, 4>(c, out, q, k, v, H, KH, causal, seqs, nseq, use, sl2); return 1;
+    case 256: bat_launch_epl<T, 8>(c, out, q, k, v, H, KH, causal, seqs, nseq, use, sl2); return 1;
     default: return 0;
     }
 }
@@ -303,8 +311,8 @@ static int bat_enabled(void) {
 
 void cuda_op_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                              const ivl_tensor *k, const ivl_tensor *v, int n_heads,
-                             int n_kv_heads, int head_dim, const ivl_attn_seq *seqs, int nseq,
-                             float scale) {
+                             int n_kv_heads, int head_dim, int causal,
+                             const ivl_attn_seq *seqs, int nseq, float scale) {
     cuda_ctx *c = cuda_ctx_of(be);
     cuda_check_tensor(be, out, "attention_batch", "out");
     cuda_check_tensor(be, q, "attention_batch", "q");
@@ -338,9 +346,10 @@ void cuda_op_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor 
                   "cuda attention_batch: seqs[%d] (q_row0 %lld, n %lld) has query rows outside q %s", i,
                   (long long)s->q_row0, (long long)s->n, ivl_tensor_shape_str(q, s1, sizeof s1));
         if (s->n == 0) continue;
-        IVL_CHECK(s->len >= s->n && s->kv_row0 >= 0 && s->len <= Lk - s->kv_row0,
+        IVL_CHECK(s->len >= 1 && (!causal || s->len >= s->n) && s->kv_row0 >= 0 &&
+                      s->len <= Lk - s->kv_row0,
                   "cuda attention_batch: seqs[%d] (kv_row0 %lld, len %lld, n %lld) needs "
-                  "n <= len and its KV rows inside k %s", i, (long long)s->kv_row0,
+                  "1 <= len, n <= len if causal, and its KV rows inside k %s", i, (long long)s->kv_row0,
                   (long long)s->len, (long long)s->n, ivl_tensor_shape_str(k, s1, sizeof s1));
     }
     if (nseq == 0) return;
@@ -358,18 +367,49 @@ void cuda_op_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor 
         int done = 0;
         DISPATCH_T(be->dtype, {
             done = bat_launch<T>(c, (T *)out->data, (const T *)q->data, (const T *)k->data,
-                                 (const T *)v->data, H, KH, hd, seqs, nseq, use, sl2);
+                                 (const T *)v->data, H, KH, hd, causal, seqs, nseq, use, sl2);
         });
         IVL_CHECK(done, "cuda attention_batch: head_dim %d is not supported", hd);
     }
-    for (int i = 0; i < nseq; i++) {
+    // Longer sequences (prefill chunks, ViT tiles): the mma.sync flash kernel takes up to
+    // IVL_FLASH_MAXSEQ of them per launch (sm_80+, same conditions as in cuda_op_attention).
+    const char *variant = getenv("IVL_CUDA_FLASH");
+    const int flash_on = bat_enabled() && bat_aligned16(out->data) && bat_aligned16(q->data) &&
+                         bat_aligned16(k->data) && bat_aligned16(v->data) &&
+                         !getenv("IVL_CUDA_NO_FLASH") && (!variant || !strncmp(variant, "mma", 3));
+    cuda_flash_seqs fs;
+    fs.nseq = 0;
+    const float sl2 = scale * BAT_LOG2E;
+    for (int i = 0; i <= nseq; i++) {
+        if (fs.nseq == IVL_FLASH_MAXSEQ || (i == nseq && fs.nseq > 0)) {
+            const int br = variant && !strcmp(variant, "mma128") ? 128 : 64;
+            if (!cuda_flash_mma(c, be->dtype, br, out->data, q->data, k->data, v->data, H, KH, hd,
+                                causal, &fs, sl2)) {
+                for (int j = 0; j < fs.nseq; j++) {   // kernel not available: one by one
+                    ivl_tensor o = ivl_tensor_slice(out, fs.q_row0[j], fs.n[j]);
+                    ivl_tensor qq = ivl_tensor_slice(q, fs.q_row0[j], fs.n[j]);
+                    ivl_tensor kk = ivl_tensor_slice(k, fs.kv_row0[j], fs.len[j]);
+                    ivl_tensor vv = ivl_tensor_slice(v, fs.kv_row0[j], fs.len[j]);
+                    cuda_op_attention(be, &o, &qq, &kk, &vv, H, KH, hd, causal, fs.pos0[j], scale);
+                }
+            }
+            fs.nseq = 0;
+        }
+        if (i == nseq) break;
         const ivl_attn_seq *s = &seqs[i];
         if (use[i] || s->n == 0) continue;
+        const long long pos0 = causal ? s->len - s->n : 0;
+        if (flash_on && s->n > BAT_MAX_N) {
+            const int j = fs.nseq++;
+            fs.q_row0[j] = (int)s->q_row0, fs.n[j] = (int)s->n, fs.kv_row0[j] = (int)s->kv_row0;
+            fs.len[j] = (int)s->len, fs.pos0[j] = (int)pos0;
+            continue;
+        }
         ivl_tensor o = ivl_tensor_slice(out, s->q_row0, s->n);
         ivl_tensor qq = ivl_tensor_slice(q, s->q_row0, s->n);
         ivl_tensor kk = ivl_tensor_slice(k, s->kv_row0, s->len);
         ivl_tensor vv = ivl_tensor_slice(v, s->kv_row0, s->len);
-        cuda_op_attention(be, &o, &qq, &kk, &vv, H, KH, hd, 1, s->len - s->n, scale);
+        cuda_op_attention(be, &o, &qq, &kk, &vv, H, KH, hd, causal, pos0, scale);
     }
     free(use);
 }

@@ -174,8 +174,8 @@ void cuda_op_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
 // attention_batch.cu
 void cuda_op_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                              const ivl_tensor *k, const ivl_tensor *v, int n_heads,
-                             int n_kv_heads, int head_dim, const ivl_attn_seq *seqs, int nseq,
-                             float scale);
+                             int n_kv_heads, int head_dim, int causal,
+                             const ivl_attn_seq *seqs, int nseq, float scale);
 // scatter_rows.cu
 void cuda_op_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src,
                           const int64_t *dst_rows_host, int64_t n);

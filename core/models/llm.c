@@ -217,7 +217,7 @@ static void llm_attention(ivl_backend *be, const ivl_llm_config *c, const ivl_ll
     be->scatter_rows(be, &kv->k[l], &s->k, rows, N);
     be->scatter_rows(be, &kv->v[l], &s->v, rows, N);
     be->attention_batch(be, &s->attn, &s->q, &kv->k[l], &kv->v[l], sh->heads, sh->kv_heads, hd,
-                        as, nseq, 1.0f / sqrtf((float)hd));
+                        1, as, nseq, 1.0f / sqrtf((float)hd));
     free(rows);
     free(as);
 }

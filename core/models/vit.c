@@ -167,11 +167,12 @@ static void vit_layer_forward(ivl_backend *be, const ivl_vit_config *c, const iv
         qk_norm(be, c, tp, &s->q, &L->q_norm_w, &s->ss);
         qk_norm(be, c, tp, &s->k, &L->k_norm_w, &s->ss);
     }
-    for (int64_t t = 0; t < tiles; t++) {   // bidirectional attention within each tile
-        ivl_tensor q = ivl_tensor_slice(&s->q, t * N, N), k = ivl_tensor_slice(&s->k, t * N, N);
-        ivl_tensor v = ivl_tensor_slice(&s->v, t * N, N), o = ivl_tensor_slice(&s->attn, t * N, N);
-        be->attention(be, &o, &q, &k, &v, H, H, hd, 0, 0, 1.0f / sqrtf((float)hd));
-    }
+    // Bidirectional attention within each tile, all tiles in one call (one launch on CUDA).
+    ivl_attn_seq *ts = ivl_malloc((size_t)tiles * sizeof *ts);
+    for (int64_t t = 0; t < tiles; t++) ts[t] = (ivl_attn_seq){t * N, N, t * N, N};
+    be->attention_batch(be, &s->attn, &s->q, &s->k, &s->v, H, H, hd, 0, ts, (int)tiles,
+                        1.0f / sqrtf((float)hd));
+    free(ts);
     be->matmul(be, &s->h, &s->attn, &L->proj_w, opt(&L->proj_b));
     allreduce(tp, be, &s->h);
     be->add_scaled(be, &s->x, &s->h, &L->ls1);

@@ -3,8 +3,8 @@
 // backend.h says the results are identical, so the comparison is bit for bit. Sequences with
 // 1, 3 and 17 queries (17 is past the CUDA batched kernel's limit), an empty one, lengths
 // from 1 to a few dozen, KV rows in non-contiguous slots of a shared cache (not in slot
-// order), query rows with a gap; GQA and MHA, head_dim 64 and 128. Also: the bad calls the
-// op must refuse.
+// order), query rows with a gap; GQA and MHA, head_dim 64 and 128; causal (the LLM) and
+// bidirectional (the ViT's tiles). Also: the bad calls the op must refuse.
 #include "tests/ops/ops_test.h"
 
 #define SLOT_ROWS 48   // KV rows per slot (the cache's max context)
@@ -28,7 +28,7 @@ static const int64_t g_seqs[][4] = {
 #define NSEQ ((int)(sizeof g_seqs / sizeof g_seqs[0]))
 #define TQ 27
 
-static void run_case(ivl_backend *be, head_cfg c, int nt) {
+static void run_case(ivl_backend *be, head_cfg c, int nt, int causal) {
     const int64_t qw = (int64_t)c.H * c.hd, kw = (int64_t)c.K * c.hd;
     const int64_t LK = (int64_t)SLOTS * SLOT_ROWS;
     const float scale = 1.0f / sqrtf((float)c.hd);
@@ -43,7 +43,7 @@ static void run_case(ivl_backend *be, head_cfg c, int nt) {
     for (int i = 0; i < NSEQ; i++)
         seqs[i] = (ivl_attn_seq){.q_row0 = g_seqs[i][0], .n = g_seqs[i][1],
                                  .kv_row0 = g_seqs[i][2] * SLOT_ROWS, .len = g_seqs[i][3]};
-    be->attention_batch(be, &ob, &tq, &tk, &tv, c.H, c.K, c.hd, seqs, NSEQ, scale);
+    be->attention_batch(be, &ob, &tq, &tk, &tv, c.H, c.K, c.hd, causal, seqs, NSEQ, scale);
     for (int i = 0; i < NSEQ; i++) {
         const ivl_attn_seq *s = &seqs[i];
         if (!s->n) continue;
@@ -51,12 +51,14 @@ static void run_case(ivl_backend *be, head_cfg c, int nt) {
         ivl_tensor qq = ivl_tensor_slice(&tq, s->q_row0, s->n);
         ivl_tensor kk = ivl_tensor_slice(&tk, s->kv_row0, s->len);
         ivl_tensor vv = ivl_tensor_slice(&tv, s->kv_row0, s->len);
-        be->attention(be, &o, &qq, &kk, &vv, c.H, c.K, c.hd, 1, s->len - s->n, scale);
+        be->attention(be, &o, &qq, &kk, &vv, c.H, c.K, c.hd, causal, causal ? s->len - s->n : 0,
+                      scale);
     }
     float *a = host_from(be, &ob), *b = host_from(be, &ol);
     char what[160];
     snprintf(what, sizeof what, "attention_batch == per-sequence attention, H=%d K=%d hd=%d, "
-             "%d sequences, threads=%d (bit for bit)", c.H, c.K, c.hd, NSEQ, nt);
+             "%d sequences, %s, threads=%d (bit for bit)", c.H, c.K, c.hd, NSEQ,
+             causal ? "causal" : "bidirectional", nt);
     check_true(what, !memcmp(a, b, sizeof(float) * (size_t)(TQ * qw)));
     // The gap row and the rows of the empty sequence's position keep their old values, and
     // covered rows changed (the comparison above cannot pass by both doing nothing).
@@ -80,28 +82,33 @@ static void bad_calls(ivl_backend *be) {
     ivl_attn_seq ok = {0, 2, 10, 5};
     ivl_attn_seq more_q_than_keys = {0, 6, 0, 5}, keys_past_end = {0, 1, 16, 5};
     ivl_attn_seq q_past_end = {7, 2, 0, 5}, neg_row = {-1, 1, 0, 5}, neg_n = {0, -1, 0, 5};
-    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, &ok, 1, 0.125f);   // accepted
+    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &ok, 1, 0.125f);   // accepted
     check_true("attention_batch accepts a valid call", 1);
+    ivl_attn_seq no_keys = {0, 2, 10, 0};
+    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 0, &more_q_than_keys, 1, 0.125f);
+    check_true("attention_batch accepts n > len when bidirectional", 1);
+    expect_rejected("attention_batch: len 0 (bidirectional)",
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 0, &no_keys, 1, 1));
     expect_rejected("attention_batch: n > len",
-                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, &more_q_than_keys, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &more_q_than_keys, 1, 1));
     expect_rejected("attention_batch: KV rows past the cache",
-                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, &keys_past_end, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &keys_past_end, 1, 1));
     expect_rejected("attention_batch: query rows past q",
-                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, &q_past_end, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &q_past_end, 1, 1));
     expect_rejected("attention_batch: negative q_row0",
-                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, &neg_row, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &neg_row, 1, 1));
     expect_rejected("attention_batch: negative n",
-                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, &neg_n, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &neg_n, 1, 1));
     expect_rejected("attention_batch: heads not a multiple of kv heads",
-                    be->attention_batch(be, &o, &q, &k, &v, 3, 2, 64, &ok, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v, 3, 2, 64, 1, &ok, 1, 1));
     expect_rejected("attention_batch: v rows differ from k",
-                    be->attention_batch(be, &o, &q, &k, &v2, H, K, hd, &ok, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v2, H, K, hd, 1, &ok, 1, 1));
     expect_rejected("attention_batch: out rows differ from q",
-                    be->attention_batch(be, &o2, &q, &k, &v, H, K, hd, &ok, 1, 1));
+                    be->attention_batch(be, &o2, &q, &k, &v, H, K, hd, 1, &ok, 1, 1));
     expect_rejected("attention_batch: out aliases q",
-                    be->attention_batch(be, &q, &q, &k, &v, H, K, hd, &ok, 1, 1));
+                    be->attention_batch(be, &q, &q, &k, &v, H, K, hd, 1, &ok, 1, 1));
     expect_rejected("attention_batch: seqs NULL",
-                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, NULL, 1, 1));
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, NULL, 1, 1));
     ivl_tensor *all[] = {&q, &o, &k, &v, &v2, &o2};
     for (int i = 0; i < 6; i++) be->free(be, all[i]);
 }
@@ -110,7 +117,10 @@ int main(void) {
     ivl_backend *be = ivl_backend_cpu_create();
     static const head_cfg cfgs[] = {{8, 2, 64}, {6, 6, 64}, {12, 2, 128}, {4, 1, 128}};
     FOR_THREADS(nt) {
-        for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) run_case(be, cfgs[i], nt);
+        for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+            run_case(be, cfgs[i], nt, 1);
+            run_case(be, cfgs[i], nt, 0);   // the ViT's use: every query sees its len keys
+        }
     }
     bad_calls(be);
     ivl_backend_destroy(be);
