@@ -227,6 +227,7 @@ static void run_loaded(ivl_model *m, int tiles, int text, int new_tokens, run_ou
         rec.out = o->step_logits = ivl_malloc((size_t)new_tokens * (size_t)V * sizeof(float));
         rst.ctx = &rec;
         rst.run = rec_run;
+        rst.run_argmax = NULL;   // every step through rec_run, which keeps the logits
     }
     t0 = now();
     ivl_generate(&rst, &gp, 1, &par, o->tokens, &o->ntok, NULL);

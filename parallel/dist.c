@@ -181,6 +181,7 @@ static void dist_share_tokens(void *vctx, int32_t *tokens, int n) {
 }
 
 ivl_step ivl_dist_step(ivl_dist *d) {
-    ivl_step s = {d, d->model.cfg.llm.vocab, dist_run, dist_is_sampler, dist_share_tokens};
+    ivl_step s = {d, d->model.cfg.llm.vocab, dist_run, dist_is_sampler, dist_share_tokens,
+                  NULL};   // no run_argmax: the logits are gathered to rank 0
     return s;
 }

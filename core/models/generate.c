@@ -137,8 +137,19 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
         seqs[i].n = prompts[i].n;
     }
     float *logits = ivl_malloc((size_t)B * (size_t)V * sizeof *logits);
+    int32_t *picked = ivl_malloc((size_t)B * sizeof *picked);
+    // Greedy without a penalty needs only the argmax: the step may pick on its device. The
+    // prefill keeps the logits when they are asked for (prefill_logits, dumps).
+    const int dev_argmax = step->run_argmax && !p->sampling.do_sample &&
+                           p->sampling.repetition_penalty == 1.0f;
+    int have_picked = 0;   // picked[] already holds the step's greedy tokens
     ivl_fault_point("prefill");
-    step->run(step->ctx, seqs, B, ids, any_img ? img : NULL, logits, dump);
+    if (dev_argmax && !p->prefill_logits && !(dump && dump->fn)) {
+        step->run_argmax(step->ctx, seqs, B, ids, any_img ? img : NULL, picked);
+        have_picked = 1;
+    } else {
+        step->run(step->ctx, seqs, B, ids, any_img ? img : NULL, logits, dump);
+    }
     if (p->prefill_logits) memcpy(p->prefill_logits, logits, (size_t)B * (size_t)V * sizeof *logits);
 
     uint64_t rng = p->sampling.seed ? p->sampling.seed : 0x1234abcdull;
@@ -156,15 +167,14 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
     // With several ranks, the step may deliver the logits to one rank only: that rank picks
     // the tokens and share_tokens gives them to the others, so all take the same path.
     const int sampler = !step->is_sampler || step->is_sampler(step->ctx);
-    int32_t *picked = ivl_malloc((size_t)B * sizeof *picked);
     while (nact > 0) {
-        for (int r = 0; r < nrows; r++) {
+        for (int r = 0; r < nrows && !have_picked; r++) {
             int i = rows_of[r];
             picked[r] = sampler ? ivl_sample_next(logits + (int64_t)r * V, V, out + (int64_t)i * maxn,
                                                   out_len[i], &p->sampling, &rng)
                                 : -1;
         }
-        if (step->share_tokens) step->share_tokens(step->ctx, picked, nrows);
+        if (step->share_tokens && !have_picked) step->share_tokens(step->ctx, picked, nrows);
         int k = 0;
         for (int r = 0; r < nrows; r++) {
             int i = rows_of[r];
@@ -186,7 +196,13 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
         nrows = k;
         if (k == 0) break;
         if (out_len[rows_of[0]] == 2) ivl_fault_point("decode");
-        step->run(step->ctx, seqs, k, next, NULL, logits, NULL);
+        if (dev_argmax) {
+            step->run_argmax(step->ctx, seqs, k, next, NULL, picked);
+            have_picked = 1;
+        } else {
+            step->run(step->ctx, seqs, k, next, NULL, logits, NULL);
+            have_picked = 0;
+        }
     }
     free(ids); free(img); free(seqs); free(logits); free(active); free(next); free(rows_of);
     free(picked);
@@ -214,7 +230,29 @@ static void local_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32
     free(last);
 }
 
+// local_run up to the last hidden rows, then the greedy pick on the model's backend.
+static void local_run_argmax(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                             const int64_t *img_row, int32_t *next_ids) {
+    ivl_local_step *c = vctx;
+    ivl_model *m = c->model;
+    ivl_backend *be = m->be;
+    int64_t N = 0;
+    int64_t *last = ivl_malloc((size_t)nseq * sizeof *last);
+    for (int i = 0; i < nseq; i++) {
+        N += seqs[i].n;
+        last[i] = N - 1;
+    }
+    ivl_tensor x = ivl_backend_alloc_2d(be, N, m->cfg.llm.hidden);
+    ivl_model_embed_step(m, ids, img_row, N, c->image_embeds, &x);
+    ivl_llm_forward_layers(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, c->kv, seqs, nseq, &x, NULL);
+    ivl_llm_argmax(be, &m->cfg.llm, &m->shard, &m->llm, &x, last, nseq, next_ids);
+    be->free(be, &x);
+    free(last);
+}
+
 ivl_step ivl_model_local_step(ivl_local_step *ctx) {
-    ivl_step s = {ctx, ctx->model->cfg.llm.vocab, local_run, NULL, NULL};
+    ivl_step s = {ctx, ctx->model->cfg.llm.vocab, local_run, NULL, NULL, NULL};
+    const ivl_llm_shard *sh = &ctx->model->shard;
+    if (sh->tp_size == 1 && sh->vocab_local == ctx->model->cfg.llm.vocab) s.run_argmax = local_run_argmax;
     return s;
 }

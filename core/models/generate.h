@@ -23,6 +23,12 @@ typedef struct ivl_step {
     // the n tokens that rank picked to every rank (collective).
     int (*is_sampler)(void *ctx);
     void (*share_tokens)(void *ctx, int32_t *tokens, int n);
+    // Optional (NULL: greedy picks from the logits on the host). As run, but writes each
+    // sequence's greedy token (first maximum of its logits) to next_ids [nseq] instead of
+    // the logits: on a GPU only nseq ids come back per step instead of nseq x V floats.
+    // Used for greedy decoding without a repetition penalty.
+    void (*run_argmax)(void *ctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                       const int64_t *img_row, int32_t *next_ids);
 } ivl_step;
 
 // The step of one rank holding the whole model.

@@ -339,3 +339,23 @@ void ivl_llm_logits(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shar
     be->free(be, &local);
     be->free(be, &h);
 }
+
+void ivl_llm_argmax(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard *sh,
+                    const ivl_llm_weights *w, const ivl_tensor *x, const int64_t *rows, int n,
+                    int32_t *ids_host) {
+    IVL_CHECK(sh->has_head, "LM head asked of a stage without it");
+    IVL_CHECK(sh->tp_size == 1 && sh->vocab_local == c->vocab,
+              "ivl_llm_argmax needs the whole vocabulary on this rank (tp 1)");
+    ivl_tensor h = ivl_backend_alloc_2d(be, n, c->hidden);
+    for (int i = 0; i < n; i++) {
+        ivl_tensor dst = ivl_tensor_slice(&h, i, 1), src = ivl_tensor_slice(x, rows[i], 1);
+        be->copy(be, &dst, &src);
+    }
+    be->rmsnorm(be, &h, &h, &w->norm, c->rms_eps);
+    // Same shape as ivl_llm_logits' matmul at tp 1, so the same values; only ids come back.
+    ivl_tensor logits = ivl_backend_alloc_2d(be, n, c->vocab);
+    be->matmul(be, &logits, &h, &w->lm_head, NULL);
+    be->argmax(be, &logits, ids_host);
+    be->free(be, &logits);
+    be->free(be, &h);
+}

@@ -102,6 +102,13 @@ void ivl_llm_logits(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shar
                     const ivl_llm_weights *w, const ivl_tp_ctx *tp, const ivl_tensor *x,
                     const int64_t *rows, int n, float *logits_host, const ivl_dump *dump);
 
+// Greedy pick without the logits leaving the device: final norm + LM head for rows[0..n) of
+// x, then ids_host[i] = the first maximum of row i (the same token as the host's argmax over
+// ivl_llm_logits' output). One rank holding the whole vocabulary (tp 1), last stage only.
+void ivl_llm_argmax(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard *s,
+                    const ivl_llm_weights *w, const ivl_tensor *x, const int64_t *rows, int n,
+                    int32_t *ids_host);
+
 // RoPE cos/sin rows for positions pos0 .. pos0+n-1 of one sequence (f32 [n, head_dim/2]),
 // following the model's scaling (spec 4.2 dynamic NTK, spec 5 LongRoPE). *rope_len is the
 // dynamic-NTK state of the sequence (the longest KV length seen) and is updated.
