@@ -308,9 +308,19 @@ static int compare_family(ivl_backend *cpu, ivl_backend *gpu, const ivl_model_co
     // bf16: 8 mantissa bits, errors accumulate over layers; 5e-2 relative is a loose bound
     // that still catches a wrong kernel (those give O(1)).
     int ok = ee < 5e-2 && le < 5e-2 && same >= 1;
-    printf("%-4s %-28s vision_embeds rel %.2e  prefill_logits rel %.2e  greedy tokens equal %d/%d%s\n",
+    // The timing runs pick greedy tokens on the device (run_argmax: only ids come back); on
+    // each backend that must give exactly the tokens of the host argmax over the same logits.
+    run_out ad = {0}, bd = {0};
+    run_model(cpu, c, tiles, text, N, &ad, 0);
+    run_model(gpu, c, tiles, text, N, &bd, 0);
+    int dev_same = ad.ntok == a.ntok && bd.ntok == b.ntok &&
+                   !memcmp(ad.tokens, a.tokens, sizeof(int32_t) * (size_t)a.ntok) &&
+                   !memcmp(bd.tokens, b.tokens, sizeof(int32_t) * (size_t)b.ntok);
+    ok = ok && dev_same;
+    printf("%-4s %-28s vision_embeds rel %.2e  prefill_logits rel %.2e  greedy tokens equal %d/%d%s; "
+           "device argmax = host argmax on both: %s\n",
            ok ? "ok" : "FAIL", c->name, ee, le, same, N,
-           same < N ? " (first divergence shown below)" : "");
+           same < N ? " (first divergence shown below)" : "", dev_same ? "yes" : "NO");
     printf("     cpu tokens:");
     for (int i = 0; i < a.ntok; i++) printf(" %d", a.tokens[i]);
     printf("\n");
@@ -321,6 +331,8 @@ static int compare_family(ivl_backend *cpu, ivl_backend *gpu, const ivl_model_co
     }
     free(a.logits); free(b.logits); free(a.embeds); free(b.embeds);
     free(a.step_logits); free(b.step_logits);
+    free(ad.logits); free(bd.logits); free(ad.embeds); free(bd.embeds);
+    free(ad.step_logits); free(bd.step_logits);
     return ok;
 }
 
