@@ -286,7 +286,7 @@ __device__ __forceinline__ void mma_body(T *__restrict__ out, const T *__restric
 template <typename T, int HD, int BR>
 __global__ void __launch_bounds__(BR / 16 * 32)
     flash_mma_kernel(T *out, const T *q, const T *k, const T *v, int H, int KH, int causal,
-                     const __grid_constant__ cuda_flash_seqs sq, float sl2) {
+                     const cuda_flash_seqs sq, float sl2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();   // the host launches this only on sm_80+
 #else
