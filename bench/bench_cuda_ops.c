@@ -321,6 +321,8 @@ static void check_attention_batch(const char *what, int H, int KH, int hd, const
         else unsetenv("IVL_CUDA_BATCH_ATTN");
         g_gpu->zero(g_gpu, &o.g);
         g_gpu->attention_batch(g_gpu, &o.g, &q.g, &k.g, &v.g, H, KH, hd, causal, sq, nseq, sc);
+        if (!pass)   // again: the descriptors are not uploaded a second time (same plan)
+            g_gpu->attention_batch(g_gpu, &o.g, &q.g, &k.g, &v.g, H, KH, hd, causal, sq, nseq, sc);
         snprintf(name, sizeof name, "attention_batch %s x%d H=%d/%d hd=%d%s%s", what, nseq, H,
                  KH, hd, causal ? "" : " bidir", pass ? " [per-seq]" : "");
         compare(name, &o, TOL_ATTN);
@@ -346,8 +348,27 @@ static void check_scatter_rows(int64_t R, int64_t C, int64_t n) {
     trio_free(&dst), trio_free(&src);
 }
 
+// The upload cache (cuda_upload_scratch): the same rows twice, other rows of the same size,
+// then the first rows again: each call must use its own rows.
+static void check_scatter_rows_cache(void) {
+    const int64_t R = 97, C = 64, n = 5;
+    int64_t ra[5] = {3, 50, 7, 96, 0}, rb[5] = {4, 51, 8, 95, 1};
+    const int64_t *seq[4] = {ra, ra, rb, ra};
+    for (int i = 0; i < 4; i++) {
+        trio dst = RAND(-1, 1, R, C), src = RAND(-1, 1, n, C);
+        g_cpu->scatter_rows(g_cpu, &dst.c, &src.c, seq[i], n);
+        g_gpu->scatter_rows(g_gpu, &dst.g, &src.g, seq[i], n);
+        char name[96];
+        snprintf(name, sizeof name, "scatter_rows upload cache, call %d (%s rows)", i + 1,
+                 seq[i] == ra ? (i ? "same" : "first") : "other");
+        compare(name, &dst, EXACT);
+        trio_free(&dst), trio_free(&src);
+    }
+}
+
 static void check_batched_decode(int quick) {
     printf("scatter_rows, attention_batch (continuous-batching decode)\n");
+    check_scatter_rows_cache();
     check_scatter_rows(1031, 1024, 64);
     check_scatter_rows(101, 33, 17);
     check_scatter_rows(3000, 128, 1);

@@ -68,6 +68,10 @@ typedef struct cuda_ctx {
     size_t workspace_size;
     void *scr[IVL_SCR_COUNT];
     size_t scr_size[IVL_SCR_COUNT];
+    // Host copy of what cuda_upload_scratch last sent to each slot (NULL: unknown).
+    void *up_host[IVL_SCR_COUNT];
+    size_t up_n[IVL_SCR_COUNT];
+    int upload_cache;          // 0: IVL_CUDA_UPLOAD_CACHE=0, always upload
     // RoPE tables last uploaded (host copy) so repeated calls with the same tables skip the copy.
     float *rope_host;
     size_t rope_host_n;
@@ -84,6 +88,11 @@ void cuda_after_launch(cuda_ctx *c, const char *what, const char *file, int line
 #define CUDA_LAUNCHED(c, what) cuda_after_launch((c), (what), __FILE__, __LINE__)
 
 void *cuda_scratch(cuda_ctx *c, int which, size_t bytes);
+// Scratch slot `which` holding a copy of host[0..bytes): the upload is skipped when the slot
+// already holds exactly these bytes (sent by the previous call for this slot). A decode step
+// sends the same KV rows and attention descriptors to every layer, and each copy in the stream
+// sits between two kernels. Only for slots no kernel writes to.
+void *cuda_upload_scratch(cuda_ctx *c, int which, const void *host, size_t bytes);
 
 // flash_mma.cu: FlashAttention-2-style attention with mma.sync (sm_80+, bf16/fp16, head_dim
 // 64/96/128, 16-byte aligned pointers) for up to IVL_FLASH_MAXSEQ sequences in one launch:

@@ -61,9 +61,9 @@ void cuda_op_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *sr
                   (long long)dst_rows_host[i], ivl_tensor_shape_str(dst, s2, sizeof s2));
     IVL_CHECK(rows_distinct(dst_rows_host, n), "cuda scatter_rows: dst_rows repeat a row");
 
-    int64_t *rows = (int64_t *)cuda_scratch(c, IVL_SCR_ROWS, (size_t)n * sizeof(int64_t));
-    CUDA_CHECK(cudaMemcpyAsync(rows, dst_rows_host, (size_t)n * sizeof(int64_t),
-                               cudaMemcpyHostToDevice, c->stream));
+    // The k and v scatters of every layer of a step send the same rows: uploaded once.
+    const int64_t *rows = (const int64_t *)cuda_upload_scratch(c, IVL_SCR_ROWS, dst_rows_host,
+                                                               (size_t)n * sizeof(int64_t));
     const size_t es = ivl_dtype_size(dst->dtype), rb = (size_t)C * es;
     if (rb % 16 == 0 && ((uintptr_t)d0 & 15) == 0 && ((uintptr_t)s0 & 15) == 0) {
         const int64_t cu = (int64_t)(rb / 16);
