@@ -407,6 +407,11 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     const int64_t tok_per_tile = e->cfg->proj.tokens_per_tile;
     leader L = {0};
     float *logits = ivl_malloc((size_t)o->max_seqs * (size_t)V * sizeof *logits);
+    // Greedy captions without a penalty on one rank: the step picks on its device and only
+    // the ids come back (a multi-rank step has no run_argmax: logits reach rank 0).
+    int32_t *picked = ivl_malloc((size_t)o->max_seqs * sizeof *picked);
+    const int dev_pick = e->step.run_argmax && !o->sampling.do_sample &&
+                         o->sampling.repetition_penalty == 1.0f;
     ivl_llm_seq *seqs = ivl_malloc((size_t)o->max_seqs * sizeof *seqs);
     plan_build pb = {0};
     if (rank == 0) {
@@ -554,7 +559,10 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         int any_img;
         seq_rows_from_plan(plan, e->img_context, tok_per_tile, seqs, &ids, &img, &any_img);
         double t_step = ivl_cap_now();
-        e->step.run(e->step.ctx, seqs, nseq, ids, any_img ? img : NULL, logits, NULL);
+        if (dev_pick)
+            e->step.run_argmax(e->step.ctx, seqs, nseq, ids, any_img ? img : NULL, picked);
+        else
+            e->step.run(e->step.ctx, seqs, nseq, ids, any_img ? img : NULL, logits, NULL);
         t_step = ivl_cap_now() - t_step;
         free(ids);
         free(img);
@@ -574,7 +582,9 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
                 if (s->is_new) s->vision_ms = t_vis * 1e3 * s->tiles / (double)new_tiles;
                 s->is_new = 0;
                 int32_t t = o->max_new_tokens > 0
-                                ? ivl_sample_next(logits + (int64_t)i * V, V, s->gen, s->ngen, &o->sampling, &s->rng)
+                                ? (dev_pick ? picked[i]
+                                            : ivl_sample_next(logits + (int64_t)i * V, V, s->gen,
+                                                              s->ngen, &o->sampling, &s->rng))
                                 : e->stop_id;
                 if (o->max_new_tokens > 0) s->gen[s->ngen++] = t;
                 if (t == e->stop_id || s->ngen >= o->max_new_tokens) finish_seq(&L, s);
@@ -616,6 +626,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     int32_t code = rc;
     mpi->bcast(&world, &code, 1, IVL_I32, 0);
     free(logits);
+    free(picked);
     free(seqs);
     ivl_comm_group_free(&world);
     return code;
