@@ -235,8 +235,11 @@ int cmd_chat(int argc, char **argv) {
         ivl_session_kv_init(&s, 1, ids.n + max_new);
         ivl_step step = ivl_session_step(&s);
         ivl_gen_prompt gp = {ids.ids, ids.n, total_tiles ? img_row : NULL};
+        // The prefill logits are kept only for the dump (else greedy picks stay on the device).
+        const int dumping = turn == 0 && dump_path && s.rank == 0;
         ivl_gen_params par = {.max_new_tokens = max_new, .stop_id = stop, .sampling = samp,
-                              .on_token = on_token, .cb_ctx = &sc, .prefill_logits = logits};
+                              .on_token = on_token, .cb_ctx = &sc,
+                              .prefill_logits = dumping ? logits : NULL};
         int ngen = 0;
         ivl_token_stream_reset(sc.stream);
         ivl_generate(&step, &gp, 1, &par, gen, &ngen, NULL);
@@ -247,7 +250,7 @@ int cmd_chat(int argc, char **argv) {
             fputc('\n', stdout);
             fflush(stdout);
         }
-        if (turn == 0 && dump_path && s.rank == 0)
+        if (dumping)
             write_dump(dump_path, &s, &pixels, &ids, logits, gen, ngen, max_new, stop);
         // History keeps the cleaned answer (spec 8.3) for the next turn's prompt.
         int keep = ngen > 0 && gen[ngen - 1] == stop ? ngen - 1 : ngen;
