@@ -195,6 +195,55 @@ static void env_restore(const char *name, int had, const char *buf) {
     else unsetenv(name);
 }
 
+// matmul_n (q/k/v in one launch) and matmul_glu (gate/up + SiLU in one launch): against the
+// CPU, and against the same backend's separate ops, which must give the same bits (the fused
+// kernels keep every rounding); M = 5 and K % 8 != 0 take the unfused path.
+static void check_fused_matmuls(void) {
+    static const int64_t shapes[][3] = {{1, 2048, 1536}, {3, 1024, 520}, {4, 6144, 1027},
+                                        {5, 512, 300}, {2, 588, 200}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        trio x = RAND(-1, 1, M, K), wq = RAND(-0.05f, 0.05f, N, K);
+        trio wk = RAND(-0.05f, 0.05f, N / 4 + 1, K), wv = RAND(-0.05f, 0.05f, N / 4 + 1, K);
+        trio yq = ZEROS(M, N), yk = ZEROS(M, N / 4 + 1), yv = ZEROS(M, N / 4 + 1);
+        trio g = ZEROS(M, N), up = ZEROS(M, N);
+        ivl_tensor *yc[3] = {&yq.c, &yk.c, &yv.c}, *yg[3] = {&yq.g, &yk.g, &yv.g};
+        const ivl_tensor *wc[3] = {&wq.c, &wk.c, &wv.c}, *wg[3] = {&wq.g, &wk.g, &wv.g};
+        g_cpu->matmul_n(g_cpu, 3, yc, &x.c, wc);
+        g_gpu->matmul_n(g_gpu, 3, yg, &x.g, wg);
+        char name[96];
+        const char *tag[3] = {"q", "k", "v"};
+        trio *ys[3] = {&yq, &yk, &yv};
+        for (int i = 0; i < 3; i++) {
+            snprintf(name, sizeof name, "matmul_n M=%lld K=%lld: %s [N=%lld]", (long long)M,
+                     (long long)K, tag[i], (long long)ivl_tensor_cols(&ys[i]->h));
+            compare(name, ys[i], TOL_GEMM);
+        }
+        g_cpu->matmul_glu(g_cpu, &g.c, &up.c, &x.c, &wq.c, &wq.c);
+        g_gpu->matmul_glu(g_gpu, &g.g, &up.g, &x.g, &wq.g, &wq.g);
+        snprintf(name, sizeof name, "matmul_glu M=%lld K=%lld N=%lld", (long long)M, (long long)K,
+                 (long long)N);
+        compare(name, &g, 4 * TOL_GEMM);   // gate, up and silu each rounded once
+        // Same bits as the unfused sequence on the GPU.
+        ivl_tensor sep = ivl_backend_alloc_2d(g_gpu, M, N), su = ivl_backend_alloc_2d(g_gpu, M, N);
+        trio ks = RAND(-0.05f, 0.05f, N, K);   // a different up weight
+        g_gpu->matmul_glu(g_gpu, &g.g, &up.g, &x.g, &wq.g, &ks.g);
+        g_gpu->matmul(g_gpu, &sep, &x.g, &wq.g, NULL);
+        g_gpu->matmul(g_gpu, &su, &x.g, &ks.g, NULL);
+        g_gpu->silu_mul(g_gpu, &sep, &sep, &su);
+        ivl_tensor a = ivl_backend_to_host_f32(g_gpu, &g.g), b = ivl_backend_to_host_f32(g_gpu, &sep);
+        int same = !memcmp(a.data, b.data, sizeof(float) * (size_t)(M * N));
+        g_checks++;
+        if (!same) g_fail++;
+        printf("  %-44s %s\n", "matmul_glu fused == matmul, matmul, silu_mul (bits)",
+               same ? "ok" : "FAIL");
+        ivl_tensor_free_host(&a), ivl_tensor_free_host(&b);
+        g_gpu->free(g_gpu, &sep), g_gpu->free(g_gpu, &su);
+        trio *all[] = {&x, &wq, &wk, &wv, &yq, &yk, &yv, &g, &up, &ks};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) trio_free(all[i]);
+    }
+}
+
 static void check_gemv(void) {
     static const int ms[] = {1, 2, 5, 8};
     static const struct { int64_t N, K; int bias; } sh[] = {
@@ -456,6 +505,8 @@ static void run_checks(int quick) {
     check_matmul(5, 96, 588, 1);        // K not a multiple of 8 (patch embedding)
     if (!quick) check_matmul(300, 2048, 2048, 1);
     check_gemv();
+    printf("matmul_n / matmul_glu (decode projections in one launch)\n");
+    check_fused_matmuls();
     check_rows();
     printf("rope\n");
     check_rope(37, 4, 128, 0);

@@ -136,6 +136,16 @@ struct ivl_backend {
                             const ivl_tensor *k, const ivl_tensor *v, int n_heads,
                             int n_kv_heads, int head_dim, int causal, const ivl_attn_seq *seqs,
                             int nseq, float scale);
+
+    // ---- projections that share one input (fewer launches in decode) ----
+    // y[i] = x w[i]^T for i < n (1 <= n <= 3), no bias: exactly n matmul calls (q, k, v).
+    void (*matmul_n)(ivl_backend *be, int n, ivl_tensor *const *y, const ivl_tensor *x,
+                     const ivl_tensor *const *w);
+    // y = silu(x wg^T) * (x wu^T): exactly matmul(y, x, wg), matmul(up, x, wu),
+    // silu_mul(y, y, up), roundings included; up [rows(x), rows(wu)] is scratch (its contents
+    // afterwards are unspecified).
+    void (*matmul_glu)(ivl_backend *be, ivl_tensor *y, ivl_tensor *up, const ivl_tensor *x,
+                       const ivl_tensor *wg, const ivl_tensor *wu);
 };
 
 // Backends. ivl_backend_create("cpu" | "cuda" | "auto", device_index):

@@ -340,6 +340,19 @@ static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tens
     }
 }
 
+static void cpu_matmul_n(ivl_backend *be, int n, ivl_tensor *const *y, const ivl_tensor *x,
+                         const ivl_tensor *const *w) {
+    IVL_CHECK(n >= 1 && n <= 3 && y && w, "cpu matmul_n: n = %d (1..3) or NULL arrays", n);
+    for (int i = 0; i < n; i++) be->matmul(be, y[i], x, w[i], NULL);
+}
+
+static void cpu_matmul_glu(ivl_backend *be, ivl_tensor *y, ivl_tensor *up, const ivl_tensor *x,
+                           const ivl_tensor *wg, const ivl_tensor *wu) {
+    be->matmul(be, y, x, wg, NULL);
+    be->matmul(be, up, x, wu, NULL);
+    be->silu_mul(be, y, y, up);
+}
+
 static void cpu_embed(ivl_backend *be, ivl_tensor *out, const ivl_tensor *table,
                       const int32_t *ids_host, int64_t n) {
     check_arg("embed", "out", out);
@@ -453,6 +466,8 @@ ivl_backend *ivl_backend_cpu_create(void) {
         .rmsnorm_ss = cpu_rmsnorm_ss,
         .scatter_rows = cpu_scatter_rows,
         .attention_batch = cpu_attention_batch,
+        .matmul_n = cpu_matmul_n,
+        .matmul_glu = cpu_matmul_glu,
     };
     int nt = ivl_cpu_threads();
     snprintf(be->device_name, sizeof be->device_name, "x86_64 CPU, %d thread%s", nt,

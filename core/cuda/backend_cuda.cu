@@ -353,6 +353,8 @@ IVL_EXPORT ivl_backend *ivl_cuda_backend_create(int device) {
     be->argmax = cuda_op_argmax;
     be->scatter_rows = cuda_op_scatter_rows;
     be->attention_batch = cuda_op_attention_batch;
+    be->matmul_n = cuda_op_matmul_n;
+    be->matmul_glu = cuda_op_matmul_glu;
     size_t fr = 0, tot = 0;
     CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
     LOG_INFO("CUDA backend: device %d %s (sm_%d%d, %d SMs, %.1f/%.1f GiB free), compute %s%s",

@@ -165,6 +165,16 @@ void cuda_matmul_plans_free(cuda_ctx *c);
 // shape, dtype or alignment is not eligible or IVL_CUDA_GEMV=0, so the caller uses cuBLASLt.
 int cuda_gemv_try(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void *w,
                   const void *bias, int64_t M, int64_t N, int64_t K);
+// One launch for y[i] = x w[i]^T, i < n <= 3 (no bias), or for y = silu(x wg^T) * (x wu^T);
+// 0 when any matrix is not eligible or IVL_CUDA_GEMV_FUSE=0 (the caller loops matmuls).
+int cuda_gemv_multi_try(cuda_ctx *c, ivl_dtype dt, int n, void *const *y, const void *x,
+                        const void *const *w, const int64_t *N, int64_t M, int64_t K);
+int cuda_gemv_glu_try(cuda_ctx *c, ivl_dtype dt, void *y, const void *x, const void *wg,
+                      const void *wu, int64_t M, int64_t N, int64_t K);
+void cuda_op_matmul_n(ivl_backend *be, int n, ivl_tensor *const *y, const ivl_tensor *x,
+                      const ivl_tensor *const *w);
+void cuda_op_matmul_glu(ivl_backend *be, ivl_tensor *y, ivl_tensor *up, const ivl_tensor *x,
+                        const ivl_tensor *wg, const ivl_tensor *wu);
 // norm.cu
 void cuda_op_sumsq_rows(ivl_backend *be, ivl_tensor *ss, const ivl_tensor *x);
 void cuda_op_rmsnorm_ss(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *ss,

@@ -185,3 +185,52 @@ void cuda_op_matmul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const i
     IVL_CHECK(y->data != x->data && y->data != w->data, "cuda matmul: y must not alias x or w");
     cuda_matmul_raw(c, be->dtype, y->data, x->data, w->data, bias ? bias->data : NULL, M, N, K);
 }
+
+// Shapes of y = x w^T as cuda_op_matmul checks them (no bias).
+static void check_mm(ivl_backend *be, const ivl_tensor *y, const ivl_tensor *x,
+                     const ivl_tensor *w, const char *op) {
+    char s1[96], s2[96], s3[96];
+    cuda_check_tensor(be, y, op, "y");
+    cuda_check_tensor(be, x, op, "x");
+    cuda_check_tensor(be, w, op, "w");
+    IVL_CHECK(w->ndim == 2 && w->shape[1] == ivl_tensor_cols(x) &&
+                  ivl_tensor_cols(y) == w->shape[0] && ivl_tensor_rows(y) == ivl_tensor_rows(x),
+              "cuda %s: y %s = x %s . w %s^T: shapes do not match", op,
+              ivl_tensor_shape_str(y, s1, sizeof s1), ivl_tensor_shape_str(x, s2, sizeof s2),
+              ivl_tensor_shape_str(w, s3, sizeof s3));
+    IVL_CHECK(y->data != x->data && y->data != w->data, "cuda %s: y must not alias x or w", op);
+}
+
+// q/k/v in decode: one gemv launch for all matrices where eligible, else one matmul each.
+void cuda_op_matmul_n(ivl_backend *be, int n, ivl_tensor *const *y, const ivl_tensor *x,
+                      const ivl_tensor *const *w) {
+    IVL_CHECK(n >= 1 && n <= 3 && y && w, "cuda matmul_n: n = %d (1..3) or NULL arrays", n);
+    void *yd[3];
+    const void *wd[3];
+    int64_t N[3];
+    for (int i = 0; i < n; i++) {
+        check_mm(be, y[i], x, w[i], "matmul_n");
+        yd[i] = y[i]->data, wd[i] = w[i]->data, N[i] = w[i]->shape[0];
+    }
+    const int64_t M = ivl_tensor_rows(x), K = ivl_tensor_cols(x);
+    if (M > 0 && cuda_gemv_multi_try(cuda_ctx_of(be), be->dtype, n, yd, x->data, wd, N, M, K))
+        return;
+    for (int i = 0; i < n; i++) cuda_op_matmul(be, y[i], x, w[i], NULL);
+}
+
+// gate/up + SiLU in decode: one gemv launch where eligible, else matmul, matmul, silu_mul.
+void cuda_op_matmul_glu(ivl_backend *be, ivl_tensor *y, ivl_tensor *up, const ivl_tensor *x,
+                        const ivl_tensor *wg, const ivl_tensor *wu) {
+    check_mm(be, y, x, wg, "matmul_glu");
+    check_mm(be, up, x, wu, "matmul_glu");
+    char s1[96], s2[96];
+    IVL_CHECK(wg->shape[0] == wu->shape[0], "cuda matmul_glu: gate w %s and up w %s differ",
+              ivl_tensor_shape_str(wg, s1, sizeof s1), ivl_tensor_shape_str(wu, s2, sizeof s2));
+    const int64_t M = ivl_tensor_rows(x), K = ivl_tensor_cols(x), N = wg->shape[0];
+    if (M > 0 && cuda_gemv_glu_try(cuda_ctx_of(be), be->dtype, y->data, x->data, wg->data,
+                                   wu->data, M, N, K))
+        return;
+    cuda_op_matmul(be, y, x, wg, NULL);
+    cuda_op_matmul(be, up, x, wu, NULL);
+    cuda_op_silu_mul(be, y, y, up);
+}
