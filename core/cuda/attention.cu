@@ -1,4 +1,6 @@
-// attention.cu - softmax(q k^T * scale) v for one sequence (see backend.h), two kernels:
+// attention.cu - softmax(q k^T * scale) v for one sequence (see backend.h). On sm_80+ the
+// prefill/ViT case (T > 16) goes to the mma.sync kernel of flash_mma.cu; here are the WMMA
+// kernel for sm_70/75 (and the IVL_CUDA_FLASH variants) and the decode kernel:
 //
 // flash_attn_kernel (prefill, ViT; T > 16, sm_70+, head_dim 64/96/128): one block = BR query
 // rows of one head, 16 rows per warp. Key/value tiles of BC rows go through shared memory;
