@@ -219,7 +219,7 @@ int cmd_bench(int argc, char **argv) {
     int n_prompt = 1, n_batch = 3, n_ctx = 1, n_e2e = 3, e2e_prompt = 32, e2e_out = 16;
     double peak_given = 0, bw_given = 0, max_kv_gib = 4;
     unsigned long long seed = 1;
-    ivl_parallel_opts popt = {1, 1, 1, NULL, 0};
+    ivl_parallel_opts popt = {1, 1, 1, NULL, 0, 0};
     static struct option opts[] = {
         {"preset", 1, 0, 'P'}, {"model", 1, 0, 'm'}, {"random-weights", 0, 0, 'r'},
         {"phases", 1, 0, 'f'}, {"tiles", 1, 0, 'T'}, {"prompt-lens", 1, 0, 'S'},

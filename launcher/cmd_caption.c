@@ -120,7 +120,7 @@ int cmd_caption(int argc, char **argv) {
     o.log_s = 30;
     o.max_member_bytes = (int64_t)256 << 20;
     int64_t chunk = 10000, kv_mem_mb = 0;
-    ivl_parallel_opts popt = {1, 1, 1, NULL, 0};
+    ivl_parallel_opts popt = {1, 1, 1, NULL, 0, 0};
     enum { O_SYSTEM = 256, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_SAMPLE, O_SEQS, O_KVMEM,
            O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB,
            O_VITTP, O_MAXPIX };

@@ -171,6 +171,7 @@ int cmd_chat(int argc, char **argv) {
 
     ivl_comm_init(&argc, &argv);
     ivl_session s;
+    popt.text_only = n_images == 0;   // a text conversation never needs the ViT
     if (ivl_session_open(&s, model, device, &popt) != 0) ivl_die(1, "%s", ivl_last_error());
     const ivl_model_config *cfg = &s.model->cfg;
     const ivl_chat_template *tp = ivl_chat_template_find(cfg->template_name);

@@ -127,7 +127,7 @@ double ivl_parse_double(const char *option, const char *text, double lo, double 
 }
 
 ivl_parallel_opts ivl_parallel_opts_default(void) {
-    ivl_parallel_opts o = {1, 1, 1, NULL, 0};
+    ivl_parallel_opts o = {1, 1, 1, NULL, 0, 0};
     return o;
 }
 

@@ -82,7 +82,8 @@ int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,
     ivl_topology_describe(&d->topo, desc, sizeof desc);
     LOG_DEBUG("%s, layers [%d, %d)", desc, first[stage], first[stage + 1]);
     ivl_tp_ctx vit_tp = {d->topo.vit_tp.rank, d->topo.vit_tp.size, d, vit_tp_allreduce, NULL};
-    if (ivl_model_load_ex(&d->model, be, r, cfg, &shard, &tp, &vit_tp) != 0) return -1;
+    if (ivl_model_load_ex(&d->model, be, r, cfg, &shard, &tp, o->text_only ? NULL : &vit_tp) != 0)
+        return -1;
     d->microbatches = o->microbatches > 0 ? o->microbatches : o->pp;
     d->logits_root = ivl_layout_rank(&d->topo.layout, o->pp - 1, 0);
     return 0;

@@ -28,6 +28,7 @@ typedef struct {
     int vit_tp;               // ranks splitting one ViT (heads and MLP); 1 = every rank holds it
     const char *pp_layers;    // "12,12": layers per stage; NULL = even split
     int microbatches;         // pipeline micro-batches per step; 0 = pp
+    int text_only;            // 1: no image will come, the ViT and projector are not loaded
 } ivl_parallel_opts;
 
 typedef struct {

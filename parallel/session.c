@@ -36,8 +36,9 @@ static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
         total_b = (size_t)page * (size_t)all;
     }
     const double dt = (double)ivl_dtype_size(be->dtype), GiB = 1024.0 * 1024 * 1024;
-    double vision = (ivl_vit_param_count(&cfg->vit) / (double)o->vit_tp +
-                     ivl_projector_param_count(&cfg->proj)) * dt;
+    double vision = o->text_only ? 0.0
+                                 : (ivl_vit_param_count(&cfg->vit) / (double)o->vit_tp +
+                                    ivl_projector_param_count(&cfg->proj)) * dt;
     ivl_llm_config l = cfg->llm;
     double llm_all = ivl_llm_param_count(&l) * dt;
     double llm = llm_all / (o->tp * o->pp) * 1.05;   // stages are not perfectly even
@@ -70,7 +71,7 @@ static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
 int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
                      const ivl_parallel_opts *popt) {
     memset(s, 0, sizeof *s);
-    ivl_parallel_opts one = {1, 1, 1, NULL, 0};
+    ivl_parallel_opts one = {1, 1, 1, NULL, 0, 0};
     if (!popt) popt = &one;
     s->rank = ivl_comm_world_rank();
     s->distributed = ivl_comm_world_size() > 1 || popt->tp > 1 || popt->pp > 1 || popt->vit_tp > 1;
@@ -83,10 +84,14 @@ int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
         if (ivl_dist_init(&s->dist, s->be, &s->src.reader, &s->src.cfg, popt) != 0) return -1;
         s->model = &s->dist.model;
     } else {
-        if (ivl_model_load(&s->local, s->be, &s->src.reader, &s->src.cfg, NULL, NULL, 1) != 0)
+        if (ivl_model_load(&s->local, s->be, &s->src.reader, &s->src.cfg, NULL, NULL,
+                           !popt->text_only) != 0)
             return -1;   // the loader's message names the file and the tensor
         s->model = &s->local;
     }
+    if (popt->text_only)
+        LOG_INFO("text only: the vision model (%.2f B parameters) is not loaded",
+                 (ivl_vit_param_count(&s->src.cfg.vit) + ivl_projector_param_count(&s->src.cfg.proj)) / 1e9);
     return 0;
 }
 
@@ -108,6 +113,8 @@ void ivl_session_encode_images(ivl_session *s, const ivl_tensor *pixels_host, co
     if (s->embeds.data) s->be->free(s->be, &s->embeds);
     memset(&s->embeds, 0, sizeof s->embeds);
     if (!pixels_host || !pixels_host->data || pixels_host->shape[0] == 0) return;
+    IVL_CHECK(s->model->has_vision,
+              "images given to a session opened text-only (the vision model is not loaded)");
     if (s->distributed)
         ivl_dist_encode_images(&s->dist, pixels_host, &s->embeds);
     else
