@@ -84,14 +84,21 @@ typedef struct {
     ivl_dist *d;
 } enc_ctx;
 
-static void encode_local(void *vctx, const ivl_tensor *px, ivl_tensor *embeds) {
+static void encode_local(void *vctx, const ivl_tensor *px, int64_t tiles, ivl_tensor *embeds) {
     enc_ctx *c = vctx;
+    IVL_CHECK(px && px->shape[0] == tiles, "caption: %lld tiles expected on the only rank",
+              (long long)tiles);
     ivl_model_encode_images(c->m, px, embeds, NULL);
 }
 
-static void encode_dist(void *vctx, const ivl_tensor *px, ivl_tensor *embeds) {
+static void encode_dist(void *vctx, const ivl_tensor *px, int64_t tiles, ivl_tensor *embeds) {
     enc_ctx *c = vctx;
-    ivl_dist_encode_images(c->d, px, embeds);
+    ivl_dist_encode_share(c->d, px, tiles, embeds);
+}
+
+static void share_dist(void *vctx, int rank, int64_t tiles, int64_t *t0, int64_t *t1) {
+    enc_ctx *c = vctx;
+    ivl_dist_tile_share(c->d, rank, tiles, t0, t1);
 }
 
 // Rank 0 checks something; every rank learns whether it worked (no MPI_Abort for user errors).
@@ -291,6 +298,7 @@ int cmd_caption(int argc, char **argv) {
         e.kv = &dist.kv;
         ectx.d = &dist;
         e.encode = encode_dist;
+        e.tile_share = share_dist;
     }
     e.encode_ctx = &ectx;
     e.cfg = &m->cfg;

@@ -535,16 +535,24 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         ivl_tensor embeds = {0};
         new_tiles = plan->total_tiles;
         if (new_tiles > 0) {
-            int64_t shape[4] = {new_tiles, 3, S, S};
-            ivl_tensor px = {IVL_F32, 4, {shape[0], shape[1], shape[2], shape[3]}, NULL, IVL_HOST};
+            // Each rank gets only the tiles it encodes (its share), from rank 0.
+            int64_t t0 = 0, t1 = new_tiles;
+            if (e->tile_share) e->tile_share(e->encode_ctx, rank, new_tiles, &t0, &t1);
+            ivl_tensor px = {IVL_F32, 4, {t1 - t0, 3, S, S}, NULL, IVL_HOST};
             if (rank == 0) {
-                px.data = pb.pixels;
-            } else {
-                px.data = ivl_malloc((size_t)(new_tiles * per_tile) * sizeof(float));
+                for (int r = 1; r < world.size; r++) {
+                    int64_t a, b;
+                    e->tile_share(e->encode_ctx, r, new_tiles, &a, &b);
+                    if (b > a)
+                        mpi->send(&world, pb.pixels + a * per_tile, (size_t)((b - a) * per_tile),
+                                  IVL_F32, r);
+                }
+                px.data = pb.pixels + t0 * per_tile;
+            } else if (t1 > t0) {
+                px.data = ivl_malloc((size_t)((t1 - t0) * per_tile) * sizeof(float));
+                mpi->recv(&world, px.data, (size_t)((t1 - t0) * per_tile), IVL_F32, 0);
             }
-            if (world.size > 1)
-                mpi->bcast(&world, px.data, (size_t)(new_tiles * per_tile), IVL_F32, 0);
-            e->encode(e->encode_ctx, &px, &embeds);
+            e->encode(e->encode_ctx, t1 > t0 ? &px : NULL, new_tiles, &embeds);
             if (rank != 0) free(px.data);
         }
         *e->step_embeds = new_tiles > 0 ? &embeds : NULL;

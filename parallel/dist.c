@@ -101,18 +101,37 @@ void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx) {
     d->kv_ready = 1;
 }
 
-void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds) {
-    ivl_backend *be = d->model.be;
-    const int64_t tiles = pixels_host->shape[0];
-    const int64_t per = d->model.cfg.proj.tokens_per_tile, D = d->model.cfg.proj.out_dim;
+void ivl_dist_tile_share(const ivl_dist *d, int rank, int64_t tiles, int64_t *t0, int64_t *t1) {
     // Tiles are sharded over the vision data-parallel groups; the ranks of one --vit-tp group
-    // encode the same tiles together and only its first rank contributes the result.
-    const int n = d->topo.vit_dp.size, me = d->topo.vit_dp.rank;
+    // encode the same tiles together.
+    const int n = d->topo.vit_dp.size;
+    const int g = ivl_layout_position(&d->topo.layout, rank).vit_dp_rank;
+    *t0 = tiles * g / n;
+    *t1 = tiles * (g + 1) / n;
+}
+
+void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds) {
+    int64_t t0, t1, tiles = pixels_host->shape[0];
+    ivl_dist_tile_share(d, d->topo.rank, tiles, &t0, &t1);
+    ivl_tensor mine = t1 > t0 ? ivl_tensor_slice(pixels_host, t0, t1 - t0) : (ivl_tensor){0};
+    ivl_dist_encode_share(d, t1 > t0 ? &mine : NULL, tiles, embeds);
+}
+
+void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t tiles,
+                           ivl_tensor *embeds) {
+    ivl_backend *be = d->model.be;
+    const int64_t per = d->model.cfg.proj.tokens_per_tile, D = d->model.cfg.proj.out_dim;
     *embeds = ivl_backend_alloc_2d(be, tiles * per, D);   // zeroed
-    int64_t t0 = tiles * me / n, t1 = tiles * (me + 1) / n;   // this group's contiguous share
+    int64_t t0, t1;
+    ivl_dist_tile_share(d, d->topo.rank, tiles, &t0, &t1);
+    const int64_t got = mine_host && mine_host->ndim == 4 ? mine_host->shape[0] : 0;
+    IVL_CHECK(got == t1 - t0, "rank %d: %lld tiles passed for its share of %lld (tiles %lld..%lld "
+              "of %lld)", d->topo.rank, (long long)got, (long long)(t1 - t0), (long long)t0,
+              (long long)t1, (long long)tiles);
     if (t1 > t0) {
-        ivl_tensor mine = ivl_tensor_slice(pixels_host, t0, t1 - t0), part;
-        ivl_model_encode_images(&d->model, &mine, &part, NULL);
+        // Only the first rank of a --vit-tp group contributes the result.
+        ivl_tensor part;
+        ivl_model_encode_images(&d->model, mine_host, &part, NULL);
         if (d->topo.vit_tp.rank == 0) {
             ivl_tensor dst = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
             be->copy(be, &dst, &part);

@@ -55,6 +55,14 @@ void ivl_dist_free(ivl_dist *d);
 // Collective: every rank passes the same host pixels [tiles, 3, S, S]; every rank gets
 // embeds (backend [tiles*256, D], allocated here).
 void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds);
+// The tiles [*t0, *t1) of a batch of `tiles` that world rank `rank` encodes (its vision
+// data-parallel group's contiguous share; the ranks of one --vit-tp group share it).
+void ivl_dist_tile_share(const ivl_dist *d, int rank, int64_t tiles, int64_t *t0, int64_t *t1);
+// As ivl_dist_encode_images, but each rank passes only its own share of the batch (pixels
+// [t1 - t0, 3, S, S] for ivl_dist_tile_share(d, own rank, tiles); NULL when it is empty):
+// a job whose pixels start on one rank sends each rank its share, not every tile to all.
+void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t tiles,
+                           ivl_tensor *embeds);
 
 // KV cache for `slots` sequences of max_ctx tokens on this rank's layers.
 void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx);
