@@ -72,6 +72,10 @@ int cmd_forward(int argc, char **argv) {
         return 2;
     }
     ivl_comm_init(&argc, &argv);
+    // Inputs first: a batch without pixel_values needs no vision model.
+    ivl_batch_inputs in;
+    if (ivl_batch_inputs_read(inputs, &in) != 0) ivl_die(1, "%s: %s", inputs, ivl_last_error());
+    popt.text_only = !in.pixels.data;
     ivl_session s;
     if (ivl_session_open(&s, model, device, &popt) != 0) ivl_die(1, "%s", ivl_last_error());
     if (s.distributed && dump_layers)
@@ -79,9 +83,7 @@ int cmd_forward(int argc, char **argv) {
     const ivl_model_config *cfg = &s.model->cfg;
     ivl_special_ids sp;
     if (ivl_special_ids_resolve(cfg, s.tok, &sp) != 0) ivl_die(1, "%s", ivl_last_error());
-    ivl_batch_inputs in;
-    if (ivl_batch_inputs_read(inputs, &in) != 0 ||
-        ivl_batch_inputs_check(&in, cfg, sp.img_context, max_new) != 0)
+    if (ivl_batch_inputs_check(&in, cfg, sp.img_context, max_new) != 0)
         ivl_die(1, "%s: %s", inputs, ivl_last_error());
 
     // OUT.h5 is written under a temporary name and renamed when complete, so a failed run
