@@ -162,3 +162,21 @@ const char *ivl_tensor_shape_str(const ivl_tensor *t, char *buf, size_t n) {
     if (k < n) snprintf(buf + k, n - k, "] %s", ivl_dtype_name(t->dtype));
     return buf;
 }
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int ivl_rows_distinct(const int64_t *rows, int64_t n) {
+    int64_t i = 1;
+    while (i < n && rows[i] > rows[i - 1]) i++;   // one sequence's rows: increasing, O(n)
+    if (i >= n) return 1;
+    int64_t *c = ivl_malloc(sizeof(int64_t) * (size_t)n);
+    memcpy(c, rows, sizeof(int64_t) * (size_t)n);
+    qsort(c, (size_t)n, sizeof(int64_t), cmp_i64);
+    int ok = 1;
+    for (i = 1; i < n && ok; i++) ok = c[i] != c[i - 1];
+    free(c);
+    return ok;
+}

@@ -77,4 +77,8 @@ ivl_tensor ivl_tensor_reshape(const ivl_tensor *t, int ndim, const int64_t *shap
 // "[3, 1025, 64] f32" into buf, for messages.
 const char *ivl_tensor_shape_str(const ivl_tensor *t, char *buf, size_t n);
 
+// 1 if the n row indices are all different (scatter_rows' destinations): O(n) when they
+// increase, else sorted on a copy.
+int ivl_rows_distinct(const int64_t *rows, int64_t n);
+
 #endif

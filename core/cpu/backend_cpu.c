@@ -250,24 +250,6 @@ static void cpu_attention(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                       q_pos0, scale);
 }
 
-// 1 if the n row indices are distinct: O(n) when increasing (one sequence's rows), else
-// sorted on a copy.
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-static int rows_distinct(const int64_t *rows, int64_t n) {
-    int64_t i = 1;
-    while (i < n && rows[i] > rows[i - 1]) i++;
-    if (i >= n) return 1;
-    int64_t *c = ivl_malloc(sizeof(int64_t) * (size_t)n);
-    memcpy(c, rows, sizeof(int64_t) * (size_t)n);
-    qsort(c, (size_t)n, sizeof(int64_t), cmp_i64);
-    int ok = 1;
-    for (i = 1; i < n && ok; i++) ok = c[i] != c[i - 1];
-    free(c);
-    return ok;
-}
 
 static void cpu_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src,
                              const int64_t *dst_rows_host, int64_t n) {
@@ -286,7 +268,7 @@ static void cpu_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor 
         IVL_CHECK(dst_rows_host[i] >= 0 && dst_rows_host[i] < R,
                   "cpu scatter_rows: dst_rows[%lld] = %lld is outside dst %s", (long long)i,
                   (long long)dst_rows_host[i], shape_of(dst, s2));
-    IVL_CHECK(rows_distinct(dst_rows_host, n), "cpu scatter_rows: dst_rows repeat a row");
+    IVL_CHECK(ivl_rows_distinct(dst_rows_host, n), "cpu scatter_rows: dst_rows repeat a row");
     for (int64_t i = 0; i < n; i++)
         memcpy(F(dst) + dst_rows_host[i] * C, F(src) + i * C, sizeof(float) * (size_t)C);
 }

@@ -20,24 +20,6 @@ __global__ void scatter_rows_kernel(U *__restrict__ dst, const U *__restrict__ s
     }
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-// 1 if the n row indices are distinct: O(n) when increasing, else sorted on a copy.
-static int rows_distinct(const int64_t *rows, int64_t n) {
-    int64_t i = 1;
-    while (i < n && rows[i] > rows[i - 1]) i++;
-    if (i >= n) return 1;
-    int64_t *c = (int64_t *)ivl_malloc(sizeof(int64_t) * (size_t)n);
-    memcpy(c, rows, sizeof(int64_t) * (size_t)n);
-    qsort(c, (size_t)n, sizeof(int64_t), cmp_i64);
-    int ok = 1;
-    for (i = 1; i < n && ok; i++) ok = c[i] != c[i - 1];
-    free(c);
-    return ok;
-}
 
 void cuda_op_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *src,
                           const int64_t *dst_rows_host, int64_t n) {
@@ -59,7 +41,7 @@ void cuda_op_scatter_rows(ivl_backend *be, ivl_tensor *dst, const ivl_tensor *sr
         IVL_CHECK(dst_rows_host[i] >= 0 && dst_rows_host[i] < R,
                   "cuda scatter_rows: dst_rows[%lld] = %lld is outside dst %s", (long long)i,
                   (long long)dst_rows_host[i], ivl_tensor_shape_str(dst, s2, sizeof s2));
-    IVL_CHECK(rows_distinct(dst_rows_host, n), "cuda scatter_rows: dst_rows repeat a row");
+    IVL_CHECK(ivl_rows_distinct(dst_rows_host, n), "cuda scatter_rows: dst_rows repeat a row");
 
     // The k and v scatters of every layer of a step send the same rows: uploaded once.
     const int64_t *rows = (const int64_t *)cuda_upload_scratch(c, IVL_SCR_ROWS, dst_rows_host,

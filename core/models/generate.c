@@ -210,9 +210,11 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
 
 // ---- one rank holding the whole model ----
 
-static void local_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
-                      const int64_t *img_row, float *logits, const ivl_dump *dump) {
-    ivl_local_step *c = vctx;
+// Embedding + layers of one step; x [N, D] holds the last hidden rows, last[i] the row of
+// sequence i's last token (freed by the caller).
+static ivl_tensor local_forward(ivl_local_step *c, const ivl_llm_seq *seqs, int nseq,
+                                const int32_t *ids, const int64_t *img_row,
+                                const ivl_dump *dump, int64_t **last_out) {
     ivl_model *m = c->model;
     ivl_backend *be = m->be;
     int64_t N = 0;
@@ -225,28 +227,30 @@ static void local_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32
     ivl_model_embed_step(m, ids, img_row, N, c->image_embeds, &x);
     ivl_dump_tensor(dump, "llm.embeds", be, &x);
     ivl_llm_forward_layers(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, c->kv, seqs, nseq, &x, dump);
-    ivl_llm_logits(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, &x, last, nseq, logits, dump);
-    be->free(be, &x);
+    *last_out = last;
+    return x;
+}
+
+static void local_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                      const int64_t *img_row, float *logits, const ivl_dump *dump) {
+    ivl_local_step *c = vctx;
+    ivl_model *m = c->model;
+    int64_t *last;
+    ivl_tensor x = local_forward(c, seqs, nseq, ids, img_row, dump, &last);
+    ivl_llm_logits(m->be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, &x, last, nseq, logits, dump);
+    m->be->free(m->be, &x);
     free(last);
 }
 
-// local_run up to the last hidden rows, then the greedy pick on the model's backend.
+// As local_run, then the greedy pick on the model's backend (only the ids come back).
 static void local_run_argmax(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
                              const int64_t *img_row, int32_t *next_ids) {
     ivl_local_step *c = vctx;
     ivl_model *m = c->model;
-    ivl_backend *be = m->be;
-    int64_t N = 0;
-    int64_t *last = ivl_malloc((size_t)nseq * sizeof *last);
-    for (int i = 0; i < nseq; i++) {
-        N += seqs[i].n;
-        last[i] = N - 1;
-    }
-    ivl_tensor x = ivl_backend_alloc_2d(be, N, m->cfg.llm.hidden);
-    ivl_model_embed_step(m, ids, img_row, N, c->image_embeds, &x);
-    ivl_llm_forward_layers(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, c->kv, seqs, nseq, &x, NULL);
-    ivl_llm_argmax(be, &m->cfg.llm, &m->shard, &m->llm, &x, last, nseq, next_ids);
-    be->free(be, &x);
+    int64_t *last;
+    ivl_tensor x = local_forward(c, seqs, nseq, ids, img_row, NULL, &last);
+    ivl_llm_argmax(m->be, &m->cfg.llm, &m->shard, &m->llm, &x, last, nseq, next_ids);
+    m->be->free(m->be, &x);
     free(last);
 }
 
