@@ -63,7 +63,7 @@ def bytes_table(m, t, elt):
         ("LM-head all-gather of logits", "per sequence per step", -(-V // t) * t * elt, "tp group (last stage)"),
         ("logits to world rank 0 (when the last stage is not rank 0)", "per sequence per step", V * 4, "point to point, f32"),
         ("chosen token ids broadcast from rank 0", "per sequence per step", 4, "world, i32"),
-        ("ViT image-embedding all-reduce", "per tile", 256 * D * elt, "replica world (zero rows but own tiles)"),
+        ("ViT image-embedding join", "per tile and first-stage rank", 256 * D * elt, "each vision group's first rank to the first stage's t ranks"),
     ]
 
 
@@ -73,10 +73,13 @@ def predict(m, N, t, p, decode_batch):
     g = t * p
     L, D = m["L"], m["D"]
     cross_node = p > 1 or g > GPUS_PER_NODE
-    # -- vision: tiles sharded over the replica's g GPUs, then one all-reduce of embeddings
+    # -- vision: tiles sharded over the replica's g GPUs, then each rank sends its rows to the
+    #    t ranks of the first stage: a first-stage rank receives (g-1)/g of the embeddings,
+    #    from ranks of other nodes when the replica spans several
     vis_comp = TILES * m["vit"] / (PEAK * GEMM_EFF * g)
     emb = TILES * 256 * D * S_ACT
-    vis_comm = ring_allreduce(emb, g, IB if cross_node else NVLINK, ALPHA_IB if cross_node else ALPHA_NV)
+    vis_comm = (emb * (g - 1) / g) / (IB if cross_node else NVLINK) + \
+        (g - 1) * (ALPHA_IB if cross_node else ALPHA_NV) if g > 1 else 0.0
     # -- prefill of one image's prompt: pipeline of images, so a stage's time sets the rate
     S = TILES * 256 + TEXT
     pre_flops = sum(llm_token_flops(m, k + 1) for k in range(0, S, 64)) * 64
@@ -167,7 +170,13 @@ def check(path):
             calls = 1
             root = (p - 1) * t   # world rank of (last stage, tp rank 0): its logits go to rank 0
             if r["phase"] == "vit":
-                b = par["tiles"] * 256 * D * e   # world all-reduce of the embeddings
+                # the embedding join: this rank's share of the tiles (vit_tp 1: every rank is
+                # its vision group's lead) to each first-stage rank (world ranks 0..t-1) but itself
+                tiles = par["tiles"]
+                share = tiles * (rank + 1) // w - tiles * rank // w
+                dests = t - (1 if rank < t else 0)
+                b = share * 256 * D * e * dests
+                calls = dests if share else 0
             else:
                 to0 = root != 0 and rank in (0, root)
                 calls = (layers * 2 + (1 if first else 0) + (1 if last else 0)) * (t > 1) + to0 + (not last) + (not first)

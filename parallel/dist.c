@@ -117,30 +117,66 @@ void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tens
     ivl_dist_encode_share(d, t1 > t0 ? &mine : NULL, tiles, embeds);
 }
 
+// The image-embedding join: each vision group's lead (vit_tp rank 0) holds the rows of its
+// share; the ranks of the first pipeline stage need every row (ivl_model_embed_step), the
+// other stages none. So each lead sends its rows to every first-stage rank but itself, in
+// one global order of (group, receiver) pairs that every rank walks the same way, so blocking
+// sends and receives cannot deadlock. Bytes on the wire: (first-stage ranks) x the embedding
+// rows, instead of an all-reduce of the whole zero-padded [tiles*256, D] buffer over the world.
+static void join_embeddings(ivl_dist *d, int64_t tiles, ivl_tensor *embeds) {
+    const int64_t per = d->model.cfg.proj.tokens_per_tile;
+    const ivl_layout *l = &d->topo.layout;
+    const int me = d->topo.rank, groups = d->topo.vit_dp.size, tp = l->tp;
+    const int first_stage = d->topo.pos.stage == 0;
+    for (int g = 0; g < groups; g++) {
+        const int lead = g * l->vit_tp;   // world rank of the group's vit_tp rank 0
+        int64_t t0, t1;
+        ivl_dist_tile_share(d, lead, tiles, &t0, &t1);
+        if (t1 <= t0) continue;
+        for (int r = 0; r < tp; r++) {     // first-stage ranks are world ranks 0 .. tp-1
+            if (r == lead) continue;
+            if (me == lead) {
+                ivl_tensor src = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
+                d->ops->send(&d->topo.world, src.data, (size_t)ivl_tensor_numel(&src), src.dtype, r);
+            } else if (me == r && first_stage) {
+                ivl_tensor dst = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
+                d->ops->recv(&d->topo.world, dst.data, (size_t)ivl_tensor_numel(&dst), dst.dtype, lead);
+            }
+        }
+    }
+}
+
 void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t tiles,
                            ivl_tensor *embeds) {
     ivl_backend *be = d->model.be;
     const int64_t per = d->model.cfg.proj.tokens_per_tile, D = d->model.cfg.proj.out_dim;
-    *embeds = ivl_backend_alloc_2d(be, tiles * per, D);   // zeroed
     int64_t t0, t1;
     ivl_dist_tile_share(d, d->topo.rank, tiles, &t0, &t1);
     const int64_t got = mine_host && mine_host->ndim == 4 ? mine_host->shape[0] : 0;
     IVL_CHECK(got == t1 - t0, "rank %d: %lld tiles passed for its share of %lld (tiles %lld..%lld "
               "of %lld)", d->topo.rank, (long long)got, (long long)(t1 - t0), (long long)t0,
               (long long)t1, (long long)tiles);
+    // The whole buffer lives on the first stage; a vision lead elsewhere holds only its rows
+    // (at their offsets, so one slice rule serves both).
+    const int first_stage = d->topo.pos.stage == 0;
+    const int lead = d->topo.vit_tp.rank == 0 && t1 > t0;
+    memset(embeds, 0, sizeof *embeds);
+    if (tiles > 0 && (first_stage || lead)) *embeds = ivl_backend_alloc_2d(be, tiles * per, D);
     if (t1 > t0) {
         // Only the first rank of a --vit-tp group contributes the result.
         ivl_tensor part;
         ivl_model_encode_images(&d->model, mine_host, &part, NULL);
-        if (d->topo.vit_tp.rank == 0) {
+        if (lead) {
             ivl_tensor dst = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
             be->copy(be, &dst, &part);
         }
         be->free(be, &part);
     }
-    if (tiles > 0)
-        d->ops->allreduce(&d->topo.world, embeds->data, (size_t)ivl_tensor_numel(embeds),
-                          embeds->dtype, IVL_COMM_SUM);
+    if (tiles > 0) join_embeddings(d, tiles, embeds);
+    if (embeds->data && !first_stage) {   // a lead of a later stage: its rows have been sent
+        be->free(be, embeds);
+        memset(embeds, 0, sizeof *embeds);
+    }
 }
 
 // One pipelined step: micro-batches of whole sequences flow stage to stage.

@@ -12,9 +12,10 @@
 //       are cut into micro-batches so stage s works on micro-batch m while s+1 works on m-1.
 //   Vision: by default every rank holds the ViT and projector and encodes a contiguous share
 //       of the batch's tiles; with --vit-tp V, groups of V ranks split the ViT (heads and MLP,
-//       core/models/vit.h) and each group encodes a share. The rows go into a zeroed
-//       [tiles*256, D] buffer and one all-reduce over the world gives every rank (the first
-//       stage needs it) all image embeddings.
+//       core/models/vit.h) and each group encodes a share. Each group's first rank then sends
+//       its rows to every rank of the first pipeline stage (the only stage that reads image
+//       embeddings): the first stage ends up with all [tiles*256, D] rows, later stages with
+//       none (an empty tensor).
 #ifndef IVL_PARALLEL_DIST_H
 #define IVL_PARALLEL_DIST_H
 
@@ -52,8 +53,9 @@ int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,
                   const ivl_model_config *cfg, const ivl_parallel_opts *o);
 void ivl_dist_free(ivl_dist *d);
 
-// Collective: every rank passes the same host pixels [tiles, 3, S, S]; every rank gets
-// embeds (backend [tiles*256, D], allocated here).
+// Collective: every rank passes the same host pixels [tiles, 3, S, S]; the ranks of the
+// first pipeline stage get embeds (backend [tiles*256, D], allocated here), the others an
+// empty tensor (data NULL).
 void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds);
 // The tiles [*t0, *t1) of a batch of `tiles` that world rank `rank` encodes (its vision
 // data-parallel group's contiguous share; the ranks of one --vit-tp group share it).
