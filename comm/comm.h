@@ -47,6 +47,27 @@ int ivl_comm_world_size(void);
 int ivl_comm_local_rank(void);
 int ivl_comm_local_size(void);
 
+// ---- GPU choice ----------------------------------------------------------------------
+
+// The GPU of rank `index` among the `nranks` ranks of a node that see the same `visible`
+// GPUs: index % visible. When ranks outnumber GPUs it returns -1 with a message saying what
+// to do, unless share is set (--gpu-share). Pure.
+int ivl_gpu_pick(int index, int nranks, int visible, int share, int *device);
+
+typedef struct {
+    int device;            // CUDA ordinal among the visible GPUs
+    int visible;           // GPUs this rank sees
+    int index, nranks;     // this rank's place among the node's ranks that see the same GPUs
+    int shared;            // 1: more ranks than GPUs in that set (--gpu-share)
+    char visible_env[64];  // CUDA_VISIBLE_DEVICES as this rank saw it, or "(unset)"
+} ivl_gpu_choice;
+
+// Collective over MPI_COMM_WORLD: groups the node's ranks by their CUDA_VISIBLE_DEVICES (as
+// Slurm's --gpus-per-task/--gpu-bind or the user set it) and picks with ivl_gpu_pick.
+// `visible` = the device count the CUDA runtime reports to this rank. 0, or -1 +
+// ivl_last_error().
+int ivl_comm_gpu_choose(int visible, int share, ivl_gpu_choice *out);
+
 // ---- groups ----------------------------------------------------------------------------
 
 typedef struct ivl_comm_group {

@@ -10,7 +10,7 @@
 
 // The CUDA backend is a separate shared module so that CPU-only runs never load cuBLAS
 // (about 0.5 s and 210 MB per process). It exports:
-//   int ivl_cuda_probe(char *msg, size_t n);            0 if a usable GPU exists, else -1 + reason
+//   int ivl_cuda_probe(char *msg, size_t n);            GPUs visible (>= 1), else -1 + reason
 //   ivl_backend *ivl_cuda_backend_create(int device);
 typedef int (*probe_fn)(char *msg, size_t n);
 typedef ivl_backend *(*create_fn)(int device);
@@ -43,7 +43,7 @@ ivl_backend *ivl_backend_create(const char *kind, int device_index) {
     probe_fn probe = (probe_fn)dlsym(h, "ivl_cuda_probe");
     create_fn create = (create_fn)dlsym(h, "ivl_cuda_backend_create");
     IVL_CHECK(probe && create, "CUDA module is missing its entry points");
-    if (probe(why, sizeof why) != 0) {
+    if (probe(why, sizeof why) < 1) {
         if (want_cuda)
             ivl_die(3, "--device cuda: no CUDA device (%s); run on a GPU node or use "
                        "--device cpu", why);
@@ -51,6 +51,21 @@ ivl_backend *ivl_backend_create(const char *kind, int device_index) {
         return ivl_backend_cpu_create();
     }
     return create(device_index);
+}
+
+int ivl_backend_gpu_count(char *why, size_t n) {
+    char w[512] = "";
+    void *h = open_cuda_module(w, sizeof w);
+    if (!h) {
+        snprintf(why, n, "this build has no CUDA backend module (%s); rebuild with "
+                 "-DIVL_CUDA=ON on a machine with the CUDA toolkit", w);
+        return 0;
+    }
+    probe_fn probe = (probe_fn)dlsym(h, "ivl_cuda_probe");
+    IVL_CHECK(probe, "CUDA module is missing its entry points");
+    int count = probe(w, sizeof w);
+    snprintf(why, n, "%s", w);
+    return count > 0 ? count : 0;
 }
 
 void ivl_backend_destroy(ivl_backend *be) {

@@ -152,6 +152,9 @@ struct ivl_backend {
 // "cuda" loads the CUDA module (libivl_cuda.so) with dlopen and ends the job with a clear
 // message when it or a GPU is missing; "auto" takes CUDA when a GPU is usable, else CPU.
 ivl_backend *ivl_backend_create(const char *kind, int device_index);
+// GPUs the CUDA runtime shows this process (CUDA_VISIBLE_DEVICES applied), or 0 with the
+// reason in why (no CUDA module in this build, no driver, no GPU). Loads the CUDA module.
+int ivl_backend_gpu_count(char *why, size_t n);
 ivl_backend *ivl_backend_cpu_create(void);
 void ivl_backend_destroy(ivl_backend *be);
 

@@ -21,6 +21,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "launcher/commands.h"
+#include "parallel/rank_device.h"
 #include "weights/model_source.h"
 
 #ifndef IVL_SOURCE_DIR
@@ -48,6 +49,7 @@ static void usage(FILE *f) {
         "  --warmup N --repeats N timed runs: discarded, kept (default 1, 3)\n"
         "  --json OUT             JSON Lines, one record per measurement (--append: add to OUT)\n"
         "  --device D             cpu (default), cuda or auto\n"
+        "  --gpu-share            let several ranks use one GPU (tests, small models)\n"
         "  --threads N            CPU threads per rank (default: OMP_NUM_THREADS or all cores)\n"
         "  --tp T --pp P --vit-tp V --pp-layers A,B --microbatches M   layout (under mpirun)\n"
         "  --peak-tflops X        per-rank peak for MFU instead of measuring a GEMM\n"
@@ -219,7 +221,7 @@ int cmd_bench(int argc, char **argv) {
     int n_prompt = 1, n_batch = 3, n_ctx = 1, n_e2e = 3, e2e_prompt = 32, e2e_out = 16;
     double peak_given = 0, bw_given = 0, max_kv_gib = 4;
     unsigned long long seed = 1;
-    ivl_parallel_opts popt = {1, 1, 1, NULL, 0, 0};
+    ivl_parallel_opts popt = {.tp = 1, .pp = 1, .vit_tp = 1};
     static struct option opts[] = {
         {"preset", 1, 0, 'P'}, {"model", 1, 0, 'm'}, {"random-weights", 0, 0, 'r'},
         {"phases", 1, 0, 'f'}, {"tiles", 1, 0, 'T'}, {"prompt-lens", 1, 0, 'S'},
@@ -231,7 +233,7 @@ int cmd_bench(int argc, char **argv) {
         {"peak-tflops", 1, 0, 'K'}, {"mem-bw-gbs", 1, 0, 'W'}, {"peak-gemm-n", 1, 0, 'g'},
         {"copy-mib", 1, 0, 'C'}, {"max-kv-gib", 1, 0, 'k'}, {"seed", 1, 0, 's'},
         {"compare-torch", 0, 0, 'Z'}, {"torch-script", 1, 0, 'Y'}, {"dump-config", 1, 0, 'D'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"gpu-share", 0, 0, 'G'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -259,6 +261,7 @@ int cmd_bench(int argc, char **argv) {
         case 'v': popt.vit_tp = positive("vit-tp", optarg); break;
         case 'L': popt.pp_layers = optarg; break;
         case 'M': popt.microbatches = positive("microbatches", optarg); break;
+        case 'G': popt.gpu_share = 1; break;
         case 'K': peak_given = atof(optarg); break;
         case 'W': bw_given = atof(optarg); break;
         case 'g': gemm_n = positive("peak-gemm-n", optarg); break;
@@ -300,7 +303,7 @@ int cmd_bench(int argc, char **argv) {
 
     ivl_comm_init(&argc, &argv);
     const int rank = ivl_comm_world_rank(), world = ivl_comm_world_size();
-    const int distributed = world > 1 || popt.tp > 1 || popt.pp > 1;
+    const int distributed = world > 1 || popt.tp > 1 || popt.pp > 1 || popt.vit_tp > 1;
     if (compare && (world > 1 || strcmp(device, "cpu")))
         ivl_die(2, "bench: --compare-torch runs on one rank on the CPU (no mpirun, --device cpu)");
 
@@ -313,7 +316,10 @@ int cmd_bench(int argc, char **argv) {
     }
     if (random_weights) ivl_random_weights_init(&rw, &cfg, seed, &reader);
 
-    ivl_backend *be = ivl_backend_create(device, ivl_comm_local_rank());
+    // The same GPU choice as every other command (CUDA_VISIBLE_DEVICES, Slurm, --gpu-share).
+    ivl_rank_device rdev;
+    ivl_backend *be = ivl_rank_backend_open(device, popt.gpu_share, &rdev);
+    popt.gpu_shared = rdev.gpu.shared;
     out_ctx o;
     memset(&o, 0, sizeof o);
     o.rank = rank;
@@ -355,7 +361,6 @@ int cmd_bench(int argc, char **argv) {
         ivl_bench_peak_gemm(be, gemm_n > 0 ? gemm_n : (gpu ? 8192 : 2048), 1, 3, m);
         run->peak_tflops = m->flops / m->min / 1e12;   // best of the repeats
         snprintf(run->peak_source, sizeof run->peak_source, "measured");
-        emit(&o, m);
     }
     if (bw_given > 0) {
         run->mem_bw_gbs = bw_given;
@@ -363,8 +368,8 @@ int cmd_bench(int argc, char **argv) {
         ivl_bench_meas *m = meas_new(&ml);
         ivl_bench_mem_copy(be, copy_mib, 1, 3, m);
         run->mem_bw_gbs = m->bytes / m->min / 1e9;
-        emit(&o, m);
     }
+    const int n_ceilings = ml.n;   // emitted once the model's collectives are known
 
     double t_load = omp_get_wtime();
     ivl_bench_ctx bc = {0};
@@ -376,6 +381,8 @@ int cmd_bench(int argc, char **argv) {
         ivl_die(1, "bench: %s", ivl_last_error());
     if (rank == 0)
         LOG_INFO("model ready in %.1f s (%s weights)", omp_get_wtime() - t_load, run->weights);
+    snprintf(run->comm, sizeof run->comm, "%s", distributed ? bc.dist.comm_name : "none");
+    for (int i = 0; i < n_ceilings; i++) emit(&o, ml.v[i]);
 
     if (do_vit) emit(&o, (ivl_bench_vit(&bc, tiles, meas_new(&ml)), ml.v[ml.n - 1]));
     if (do_prefill)

@@ -19,7 +19,7 @@
 #include "parallel/caption_input.h"
 #include "parallel/caption_out.h"
 #include "parallel/caption_run.h"
-#include "parallel/dist.h"
+#include "parallel/session.h"
 #include "weights/model_source.h"
 
 static void usage(FILE *f) {
@@ -54,6 +54,7 @@ static void usage(FILE *f) {
         "  --device D             cpu (default), cuda or auto\n"
         "  --tp T --pp P          tensor x pipeline parallel layout (world = T x P, under mpirun)\n"
         "  --pp-layers A,B,..  --microbatches M  --vit-tp V (split the ViT over V ranks)\n"
+        "  --gpu-share            let several ranks use one GPU (tests, small models)\n"
         "Exit codes: 0 all outputs complete; 75 stopped by SIGTERM/SIGINT/SIGUSR1 (results so far\n"
         "are on disk: run again, e.g. requeue); 1 an error (message on stderr); 2 bad usage.\n"
         "A first signal finishes the captions in flight; a second drops them.\n");
@@ -79,26 +80,12 @@ static void install_signals(void) {
     signal(SIGPIPE, SIG_IGN);
 }
 
-typedef struct {
-    ivl_model *m;
-    ivl_dist *d;
-} enc_ctx;
-
-static void encode_local(void *vctx, const ivl_tensor *px, int64_t tiles, ivl_tensor *embeds) {
-    enc_ctx *c = vctx;
-    IVL_CHECK(px && px->shape[0] == tiles, "caption: %lld tiles expected on the only rank",
-              (long long)tiles);
-    ivl_model_encode_images(c->m, px, embeds, NULL);
+static void encode_share(void *vctx, const ivl_tensor *px, int64_t tiles, ivl_tensor *embeds) {
+    ivl_session_encode_share(vctx, px, tiles, embeds);
 }
 
-static void encode_dist(void *vctx, const ivl_tensor *px, int64_t tiles, ivl_tensor *embeds) {
-    enc_ctx *c = vctx;
-    ivl_dist_encode_share(c->d, px, tiles, embeds);
-}
-
-static void share_dist(void *vctx, int rank, int64_t tiles, int64_t *t0, int64_t *t1) {
-    enc_ctx *c = vctx;
-    ivl_dist_tile_share(c->d, rank, tiles, t0, t1);
+static void tile_share(void *vctx, int rank, int64_t tiles, int64_t *t0, int64_t *t1) {
+    ivl_session_tile_share(vctx, rank, tiles, t0, t1);
 }
 
 // Rank 0 checks something; every rank learns whether it worked (no MPI_Abort for user errors).
@@ -127,10 +114,10 @@ int cmd_caption(int argc, char **argv) {
     o.log_s = 30;
     o.max_member_bytes = (int64_t)256 << 20;
     int64_t chunk = 10000, kv_mem_mb = 0;
-    ivl_parallel_opts popt = {1, 1, 1, NULL, 0, 0};
+    ivl_parallel_opts popt = {.tp = 1, .pp = 1, .vit_tp = 1};
     enum { O_SYSTEM = 256, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_SAMPLE, O_SEQS, O_KVMEM,
            O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB,
-           O_VITTP, O_MAXPIX };
+           O_VITTP, O_MAXPIX, O_GPUSHARE };
     static struct option opts[] = {
         {"model", 1, 0, 'm'}, {"input", 1, 0, 'i'}, {"out", 1, 0, 'o'}, {"prompt", 1, 0, 'q'},
         {"system", 1, 0, O_SYSTEM}, {"max-tiles", 1, 0, 'T'}, {"max-new-tokens", 1, 0, 'n'},
@@ -142,7 +129,7 @@ int cmd_caption(int argc, char **argv) {
         {"progress", 1, 0, O_PROGRESS}, {"max-member-mb", 1, 0, O_MEMBER},
         {"device", 1, 0, 'd'}, {"tp", 1, 0, 't'}, {"pp", 1, 0, 'p'}, {"pp-layers", 1, 0, O_PPL},
         {"microbatches", 1, 0, O_MB}, {"vit-tp", 1, 0, O_VITTP}, {"max-pixels", 1, 0, O_MAXPIX},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"gpu-share", 0, 0, O_GPUSHARE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -179,6 +166,7 @@ int cmd_caption(int argc, char **argv) {
         case O_PPL: popt.pp_layers = optarg; break;
         case O_MB: popt.microbatches = ivl_parse_int("--microbatches", optarg, 1, 4096); break;
         case O_VITTP: popt.vit_tp = ivl_parse_int("--vit-tp", optarg, 1, 4096); break;
+        case O_GPUSHARE: popt.gpu_share = 1; break;
         case O_MAXPIX: o.max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -213,7 +201,6 @@ int cmd_caption(int argc, char **argv) {
     ivl_comm_init(&argc, &argv);
     install_signals();
     const int rank = ivl_comm_world_rank();
-    const int distributed = ivl_comm_world_size() > 1 || popt.tp > 1 || popt.pp > 1 || popt.vit_tp > 1;
 
     // Job-level input and output problems, before the model is loaded.
     ivl_cap_inputs in = {0};
@@ -234,43 +221,31 @@ int cmd_caption(int argc, char **argv) {
         return 1;
     }
 
-    ivl_model_source src;
-    if (ivl_model_source_open(model, &src) != 0) ivl_die(1, "%s", ivl_last_error());
-    ivl_fault_point("load");
-    ivl_tokenizer *tok;
-    if (ivl_model_source_tokenizer(&src, &tok) != 0) ivl_die(1, "%s", ivl_last_error());
+    ivl_session ses;
+    if (ivl_session_open_source(&ses, model) != 0) ivl_die(1, "%s", ivl_last_error());
+    const ivl_model_source *src = &ses.src;
+    ivl_tokenizer *tok = ses.tok;
     ivl_special_ids sp;
-    if (ivl_special_ids_resolve(&src.cfg, tok, &sp) != 0) ivl_die(1, "%s", ivl_last_error());
-    const ivl_chat_template *tmpl = ivl_chat_template_find(src.cfg.template_name);
+    if (ivl_special_ids_resolve(&src->cfg, tok, &sp) != 0) ivl_die(1, "%s", ivl_last_error());
+    const ivl_chat_template *tmpl = ivl_chat_template_find(src->cfg.template_name);
     if (!tmpl) ivl_die(1, "%s: %s", model, ivl_last_error());
-    if (o.max_tiles < 0) o.max_tiles = src.cfg.max_dynamic_patch > 0 ? src.cfg.max_dynamic_patch : 12;
+    if (o.max_tiles < 0) o.max_tiles = src->cfg.max_dynamic_patch > 0 ? src->cfg.max_dynamic_patch : 12;
     if (o.max_tiles < 1 || o.max_tiles > IVL_TILE_MAX_NUM)
         ivl_die(2, "--max-tiles must be in 1..%d", IVL_TILE_MAX_NUM);
     if (o.queue < 1) o.queue = 2 * o.max_seqs;
-    const int64_t max_ctx = ivl_caption_max_ctx(tok, tmpl, &src.cfg, &o);
+    const int64_t max_ctx = ivl_caption_max_ctx(tok, tmpl, &src->cfg, &o);
     if (max_ctx < 0) ivl_die(1, "cannot encode the prompt: %s", ivl_last_error());
-    if (max_ctx > src.cfg.llm.max_position && src.cfg.llm.rope_scaling != IVL_ROPE_DYNAMIC)
+    if (max_ctx > src->cfg.llm.max_position && src->cfg.llm.rope_scaling != IVL_ROPE_DYNAMIC)
         ivl_die(2, "the prompt with %d tiles per image + %d new tokens needs %lld positions, more "
                    "than the model's context of %d: use a smaller --max-new-tokens or --max-tiles",
-                o.max_tiles, o.max_new_tokens, (long long)max_ctx, src.cfg.llm.max_position);
+                o.max_tiles, o.max_new_tokens, (long long)max_ctx, src->cfg.llm.max_position);
 
-    ivl_backend *be = ivl_backend_create(device, ivl_comm_local_rank());
-    ivl_model local_model;
-    ivl_dist dist;
-    ivl_kv_cache local_kv;
-    ivl_local_step lctx = {0};
-    enc_ctx ectx = {0};
+    // The same session as chat and forward: backend and GPU choice, memory check, layout.
+    if (ivl_session_load(&ses, device, &popt) != 0) ivl_die(1, "%s: %s", model, ivl_last_error());
+    ivl_backend *be = ses.be;
+    ivl_model *m = ses.model;
     ivl_caption_engine e = {.cfg = NULL, .be = be, .tok = tok, .tmpl = tmpl, .stop_id = sp.stop,
                             .img_context = sp.img_context, .max_ctx = max_ctx};
-    ivl_model *m;
-    if (!distributed) {
-        m = &local_model;
-        if (ivl_model_load(m, be, &src.reader, &src.cfg, NULL, NULL, 1) != 0)
-            ivl_die(1, "%s: %s", model, ivl_last_error());
-    } else {
-        if (ivl_dist_init(&dist, be, &src.reader, &src.cfg, &popt) != 0) ivl_die(1, "%s", ivl_last_error());
-        m = &dist.model;
-    }
     // The KV cache room bounds the batch: slots x the longest prompt + max_new_tokens.
     const int64_t kv_tok = ivl_kv_bytes_per_token(&m->cfg.llm, &m->shard, be->dtype);
     if (kv_mem_mb > 0) {
@@ -283,38 +258,19 @@ int cmd_caption(int argc, char **argv) {
         LOG_INFO("KV cache: %d slots x %lld tokens, %.1f MiB per rank; step budget %lld rows",
                  o.max_seqs, (long long)max_ctx, (double)kv_tok * max_ctx * o.max_seqs / (1 << 20),
                  (long long)o.batch_tokens);
-    if (!distributed) {
-        ivl_kv_cache_init(be, &m->cfg.llm, &m->shard, o.max_seqs, max_ctx, &local_kv);
-        lctx = (ivl_local_step){m, &local_kv, NULL};
-        e.step = ivl_model_local_step(&lctx);
-        e.step_embeds = &lctx.image_embeds;
-        e.kv = &local_kv;
-        ectx.m = m;
-        e.encode = encode_local;
-    } else {
-        ivl_dist_kv_init(&dist, o.max_seqs, max_ctx);
-        e.step = ivl_dist_step(&dist);
-        e.step_embeds = &dist.image_embeds;
-        e.kv = &dist.kv;
-        ectx.d = &dist;
-        e.encode = encode_dist;
-        e.tile_share = share_dist;
-    }
-    e.encode_ctx = &ectx;
+    ivl_session_kv_init(&ses, o.max_seqs, max_ctx);
+    e.step = ivl_session_step(&ses);
+    e.step_embeds = ivl_session_step_embeds(&ses);
+    e.kv = ivl_session_kv(&ses);
+    e.encode = encode_share;
+    e.tile_share = tile_share;
+    e.encode_ctx = &ses;
     e.cfg = &m->cfg;
 
     ivl_caption_summary sum;
     int rc = ivl_caption_run(&e, rank == 0 ? &in : NULL, &o, &sum);
 
-    if (distributed) {
-        ivl_dist_free(&dist);
-    } else {
-        ivl_kv_cache_free(be, &m->shard, &local_kv);
-        ivl_model_free(m);
-    }
-    ivl_backend_destroy(be);
-    ivl_tokenizer_free(tok);
-    ivl_model_source_close(&src);
+    ivl_session_close(&ses);
     ivl_cap_inputs_free(&in);
     free(inputs);
     ivl_comm_finalize();

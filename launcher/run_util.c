@@ -127,7 +127,7 @@ double ivl_parse_double(const char *option, const char *text, double lo, double 
 }
 
 ivl_parallel_opts ivl_parallel_opts_default(void) {
-    ivl_parallel_opts o = {1, 1, 1, NULL, 0, 0};
+    ivl_parallel_opts o = {.tp = 1, .pp = 1, .vit_tp = 1};
     return o;
 }
 
@@ -138,6 +138,7 @@ int ivl_layout_option(int c, const char *arg, ivl_parallel_opts *o) {
     case 1003: o->pp_layers = arg; return 1;
     case 1004: o->microbatches = ivl_parse_int("--microbatches", arg, 1, 4096); return 1;
     case 1005: o->vit_tp = ivl_parse_int("--vit-tp", arg, 1, 4096); return 1;
+    case 1006: o->gpu_share = 1; return 1;
     }
     return 0;
 }

@@ -49,16 +49,18 @@ int ivl_parse_int(const char *option, const char *text, long lo, long hi);
 double ivl_parse_double(const char *option, const char *text, double lo, double hi);
 
 // The layout options every model-running subcommand takes (--tp --pp --pp-layers
-// --microbatches --vit-tp): add IVL_LAYOUT_OPTIONS to the getopt_long table, IVL_LAYOUT_USAGE
+// --microbatches --vit-tp --gpu-share): add IVL_LAYOUT_OPTIONS to the getopt_long table, IVL_LAYOUT_USAGE
 // to the usage text, and call ivl_layout_option(c, optarg, &opts) first in the switch.
 #define IVL_LAYOUT_OPTIONS                                                               \
     {"tp", 1, 0, 1001}, {"pp", 1, 0, 1002}, {"pp-layers", 1, 0, 1003},                 \
-        {"microbatches", 1, 0, 1004}, { "vit-tp", 1, 0, 1005 }
+        {"microbatches", 1, 0, 1004}, {"vit-tp", 1, 0, 1005}, { "gpu-share", 0, 0, 1006 }
 #define IVL_LAYOUT_USAGE                                                                 \
     "  --tp T --pp P        tensor x pipeline parallel layout, world = T x P (default 1 x 1)\n" \
     "  --pp-layers A,B,..   LLM layers per pipeline stage (default: even split)\n"         \
     "  --microbatches M     pipeline micro-batches per step (default: P)\n"                \
-    "  --vit-tp V           ranks per ViT (default 1: every rank holds it, tiles sharded)\n"
+    "  --vit-tp V           ranks per ViT (default 1: every rank holds it, tiles sharded)\n"  \
+    "  --gpu-share          let several ranks use one GPU (tests, small models; without it a\n" \
+    "                       node with more ranks than visible GPUs is refused)\n"
 ivl_parallel_opts ivl_parallel_opts_default(void);
 // 1 if c was a layout option (and stored it), 0 otherwise.
 int ivl_layout_option(int c, const char *arg, ivl_parallel_opts *o);

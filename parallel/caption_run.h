@@ -58,7 +58,8 @@ typedef struct {
     ivl_step step;
     const ivl_tensor **step_embeds;   // the step reads image rows from *step_embeds
     // Encodes a batch of `tiles` tiles of which this rank holds pixels_host [t1 - t0, 3, S, S]
-    // (NULL: none), its share from tile_share; embeds: every tile's rows, on every rank.
+    // (NULL: none), its share from tile_share; embeds: every tile's rows, on the ranks
+    // of the first pipeline stage (the others get an empty tensor).
     void (*encode)(void *ctx, const ivl_tensor *pixels_host, int64_t tiles, ivl_tensor *embeds);
     // The share [t0, t1) of world rank `rank`; NULL: one rank encodes every tile.
     void (*tile_share)(void *ctx, int rank, int64_t tiles, int64_t *t0, int64_t *t1);

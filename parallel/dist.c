@@ -1,7 +1,10 @@
 // dist.c - see dist.h.
 #include "parallel/dist.h"
+#include "comm/mpi_check.h"
 #include "core/check.h"
+#include "core/cuda/ivl_cuda.h"
 #include "core/log.h"
+#include "parallel/comm_staged.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,12 +66,73 @@ static void tp_allgather_cols(void *comm, ivl_backend *be, ivl_tensor *out, cons
     be->free(be, &blocks);
 }
 
+// The collectives of a job (see dist.h, IVL_COMM). Every branch is taken by every rank alike:
+// the inputs are agreed on over MPI first, and ivl_comm_group_init_device agrees on success.
+static int dist_comm_init(ivl_dist *d, ivl_backend *be, const ivl_parallel_opts *o) {
+    const char *want = getenv("IVL_COMM");
+    if (!want || !*want) want = "auto";
+    if (strcmp(want, "auto") && strcmp(want, "nccl") && strcmp(want, "mpi") && strcmp(want, "staged"))
+        return ivl_errorf("IVL_COMM=%s: use auto (NCCL on GPUs when it can be used, else MPI), "
+                          "nccl, mpi, or staged (MPI through host copies even on the CPU: tests)",
+                          want);
+    const int lead = d->topo.rank == 0;
+    const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
+    if (!strcmp(want, "staged")) {
+        d->ops = ivl_comm_staged_ops(be);
+        snprintf(d->comm_name, sizeof d->comm_name, "mpi");
+        if (lead) LOG_INFO("collectives: MPI with host staging (IVL_COMM=staged)");
+        return 0;
+    }
+    if (!x) {   // the CPU backend: host memory, MPI
+        if (!strcmp(want, "nccl"))
+            return ivl_errorf("IVL_COMM=nccl needs the CUDA backend (--device cuda)");
+        d->ops = ivl_comm_mpi_ops();
+        snprintf(d->comm_name, sizeof d->comm_name, "mpi");
+        return 0;
+    }
+    char why[600] = "";
+    if (!strcmp(want, "mpi")) {
+        snprintf(why, sizeof why, "IVL_COMM=mpi");
+    } else {
+        // NCCL refuses two ranks on one GPU of one host, unless each rank poses as its own
+        // host (NCCL_HOSTID per rank, the single-GPU test setting).
+        int shared = o->gpu_shared && !getenv("NCCL_HOSTID"), any_shared = 0;
+        MPI_CHECK(MPI_Allreduce(&shared, &any_shared, 1, MPI_INT, MPI_MAX, d->topo.world.comm));
+        if (any_shared) {
+            snprintf(why, sizeof why, "ranks share a GPU (--gpu-share) and NCCL does not allow "
+                     "two ranks on one GPU of one host");
+        } else if (ivl_comm_group_init_device(&d->topo.world, x->device(be)) != 0) {
+            snprintf(why, sizeof why, "%s", ivl_last_error());
+        } else {
+            ivl_comm_group *gs[] = {&d->topo.tp, &d->topo.pp, &d->topo.vit_tp, &d->topo.vit_dp};
+            for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+                IVL_CHECK(ivl_comm_group_init_device(gs[i], x->device(be)) == 0,
+                          "NCCL communicator of group '%s': %s", gs[i]->name, ivl_last_error());
+            // Bound to the compute stream: collectives are ordered with the kernels around
+            // them, with no host synchronisation per call.
+            ivl_comm_group_set_stream(&d->topo.world, x->stream(be));
+            for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+                ivl_comm_group_set_stream(gs[i], x->stream(be));
+            d->ops = ivl_comm_device_ops();
+            snprintf(d->comm_name, sizeof d->comm_name, "nccl");
+            if (lead) LOG_INFO("collectives: NCCL on %d ranks", d->topo.world.size);
+            return 0;
+        }
+        if (!strcmp(want, "nccl")) return ivl_errorf("IVL_COMM=nccl: %s", why);
+    }
+    d->ops = ivl_comm_staged_ops(be);
+    snprintf(d->comm_name, sizeof d->comm_name, "mpi");
+    if (lead)
+        LOG_WARN("collectives: MPI with host staging instead of NCCL (slower, same results): %s",
+                 why);
+    return 0;
+}
+
 int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,
                   const ivl_model_config *cfg, const ivl_parallel_opts *o) {
     memset(d, 0, sizeof *d);
     if (ivl_topology_create(&d->topo, o->tp, o->pp, o->vit_tp) != 0) return -1;
-    d->ops = strcmp(be->name, "cpu") ? ivl_comm_device_ops() : ivl_comm_mpi_ops();
-    IVL_CHECK(d->ops, "no collective backend for the %s backend", be->name);
+    if (dist_comm_init(d, be, o) != 0) return -1;
     int first[1025];
     IVL_CHECK(o->pp <= 1024, "--pp %d too large", o->pp);
     if (ivl_pp_split(cfg->llm.layers, o->pp, o->pp_layers, first) != 0) return -1;

@@ -30,11 +30,14 @@ typedef struct {
     const char *pp_layers;    // "12,12": layers per stage; NULL = even split
     int microbatches;         // pipeline micro-batches per step; 0 = pp
     int text_only;            // 1: no image will come, the ViT and projector are not loaded
+    int gpu_share;            // --gpu-share: ranks may share a GPU (tests, small models)
+    int gpu_shared;           // set by the session: this rank's GPU is shared with another rank
 } ivl_parallel_opts;
 
 typedef struct {
     ivl_topology topo;
-    const ivl_comm_ops *ops;  // MPI on the CPU backend, NCCL on CUDA
+    const ivl_comm_ops *ops;  // MPI on the CPU backend; NCCL on CUDA, or MPI with host staging
+    char comm_name[8];        // the collectives in use: "nccl" or "mpi"
     ivl_model model;
     ivl_kv_cache kv;
     int kv_ready;
@@ -47,6 +50,12 @@ typedef struct {
 // remainder). Returns 0 or -1 + ivl_last_error(). first[s] .. first[s+1]-1 are stage s's.
 int ivl_pp_split(int layers, int pp, const char *spec, int *first);
 
+// Collectives (IVL_COMM in the environment): auto (default) = NCCL on the CUDA backend, every
+// group (world, tp, pp, vit_tp, vit_dp) with its own communicator bound to the backend's
+// compute stream; MPI with host staging (parallel/comm_staged.h, logged once) when NCCL cannot
+// be used: ranks sharing a GPU without NCCL_HOSTID, the NCCL module or libnccl missing at run
+// time. nccl = NCCL or fail; mpi = staging on GPUs; staged = staging even on the CPU (tests).
+// The CPU backend uses MPI on host memory.
 // Collective: topology, shard, loading (each rank reads only its share of the LLM).
 // Returns 0, or -1 with the same error on every rank (bad layout).
 int ivl_dist_init(ivl_dist *d, ivl_backend *be, const ivl_weight_reader *r,

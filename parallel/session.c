@@ -4,6 +4,7 @@
 #include "core/check.h"
 #include "core/cuda/ivl_cuda.h"
 #include "core/log.h"
+#include "parallel/rank_device.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,12 +15,17 @@
 // out-of-memory error halfway through loading.
 // On the CPU backend the same check uses the node's available RAM shared by the node's ranks
 // (weights are f32 there: 4 bytes a parameter).
+// Ranks sharing one GPU (--gpu-share) share its free memory too.
 static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
-                               const ivl_parallel_opts *o) {
+                               const ivl_parallel_opts *o, const ivl_rank_device *dev) {
     const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
     size_t free_b = 0, total_b = 0;
     if (x) {
         x->mem_info(be, &free_b, &total_b);
+        if (dev->gpu.shared) {
+            int per_gpu = (dev->gpu.nranks + dev->gpu.visible - 1) / dev->gpu.visible;
+            free_b /= (size_t)per_gpu;
+        }
     } else {
         // MemAvailable (free + reclaimable page cache), not MemFree: reading the model file
         // fills the page cache, which the kernel gives back.
@@ -68,18 +74,23 @@ static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
                       total_b / GiB, hint);
 }
 
-int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
-                     const ivl_parallel_opts *popt) {
+int ivl_session_open_source(ivl_session *s, const char *model_path) {
     memset(s, 0, sizeof *s);
-    ivl_parallel_opts one = {1, 1, 1, NULL, 0, 0};
-    if (!popt) popt = &one;
     s->rank = ivl_comm_world_rank();
-    s->distributed = ivl_comm_world_size() > 1 || popt->tp > 1 || popt->pp > 1 || popt->vit_tp > 1;
     if (ivl_model_source_open(model_path, &s->src) != 0) return -1;
     ivl_fault_point("load");
     if (ivl_model_source_tokenizer(&s->src, &s->tok) != 0) return -1;
-    s->be = ivl_backend_create(device ? device : "cpu", ivl_comm_local_rank());
-    if (check_device_memory(s->be, &s->src.cfg, popt) != 0) return -1;
+    return 0;
+}
+
+int ivl_session_load(ivl_session *s, const char *device, const ivl_parallel_opts *popt) {
+    ivl_parallel_opts one = {.tp = 1, .pp = 1, .vit_tp = 1};
+    s->popt = popt ? *popt : one;
+    popt = &s->popt;
+    s->distributed = ivl_comm_world_size() > 1 || popt->tp > 1 || popt->pp > 1 || popt->vit_tp > 1;
+    s->be = ivl_rank_backend_open(device ? device : "cpu", popt->gpu_share, &s->dev);
+    s->popt.gpu_shared = s->dev.gpu.shared;
+    if (check_device_memory(s->be, &s->src.cfg, popt, &s->dev) != 0) return -1;
     if (s->distributed) {
         if (ivl_dist_init(&s->dist, s->be, &s->src.reader, &s->src.cfg, popt) != 0) return -1;
         s->model = &s->dist.model;
@@ -93,6 +104,12 @@ int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
         LOG_INFO("text only: the vision model (%.2f B parameters) is not loaded",
                  (ivl_vit_param_count(&s->src.cfg.vit) + ivl_projector_param_count(&s->src.cfg.proj)) / 1e9);
     return 0;
+}
+
+int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
+                     const ivl_parallel_opts *popt) {
+    if (ivl_session_open_source(s, model_path) != 0) return -1;
+    return ivl_session_load(s, device, popt);
 }
 
 void ivl_session_close(ivl_session *s) {
@@ -121,6 +138,33 @@ void ivl_session_encode_images(ivl_session *s, const ivl_tensor *pixels_host, co
         ivl_model_encode_images(&s->local, pixels_host, &s->embeds, dump);
 }
 
+void ivl_session_tile_share(const ivl_session *s, int rank, int64_t tiles, int64_t *t0,
+                            int64_t *t1) {
+    if (s->distributed) {
+        ivl_dist_tile_share(&s->dist, rank, tiles, t0, t1);
+    } else {
+        *t0 = 0;
+        *t1 = tiles;
+    }
+}
+
+void ivl_session_encode_share(ivl_session *s, const ivl_tensor *mine_host, int64_t tiles,
+                              ivl_tensor *embeds) {
+    if (s->distributed) {
+        ivl_dist_encode_share(&s->dist, mine_host, tiles, embeds);
+        return;
+    }
+    IVL_CHECK(mine_host && mine_host->shape[0] == tiles, "%lld tiles expected on the only rank",
+              (long long)tiles);
+    ivl_model_encode_images(&s->local, mine_host, embeds, NULL);
+}
+
+ivl_kv_cache *ivl_session_kv(ivl_session *s) { return s->distributed ? &s->dist.kv : &s->kv; }
+
+const ivl_tensor **ivl_session_step_embeds(ivl_session *s) {
+    return s->distributed ? &s->dist.image_embeds : &s->lctx.image_embeds;
+}
+
 void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx) {
     if (s->distributed) {
         ivl_dist_kv_init(&s->dist, slots, max_ctx);
@@ -139,4 +183,8 @@ ivl_step ivl_session_step(ivl_session *s) {
     }
     s->lctx = (ivl_local_step){&s->local, &s->kv, img};
     return ivl_model_local_step(&s->lctx);
+}
+
+const char *ivl_session_comm(const ivl_session *s) {
+    return s->distributed ? s->dist.comm_name : "none";
 }

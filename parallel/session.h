@@ -10,12 +10,15 @@
 #include "core/models/internvl.h"
 #include "core/text/tokenizer.h"
 #include "parallel/dist.h"
+#include "parallel/rank_device.h"
 #include "weights/model_source.h"
 
 typedef struct {
     ivl_model_source src;
     ivl_tokenizer *tok;
     ivl_backend *be;
+    ivl_rank_device dev;      // the GPU this rank uses, when on the CUDA backend
+    ivl_parallel_opts popt;   // the layout the session was opened with
     int distributed;          // several ranks or a tp/pp layout
     int rank;                 // world rank (0 when alone)
     ivl_dist dist;
@@ -29,18 +32,39 @@ typedef struct {
 
 // Opens the model for the layout in popt (NULL: one rank). ivl_comm_init must have run.
 // Returns 0 or -1 + ivl_last_error() (the same on every rank for layout errors).
+// = ivl_session_open_source, then ivl_session_load.
 int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
                      const ivl_parallel_opts *popt);
+// The two halves, for commands that check their options against the config and tokenizer
+// before the weights are loaded: the model file, its config and tokenizer (s->src, s->tok);
+// then this rank's backend and GPU (parallel/rank_device.h), the memory check, the layout's
+// collectives and the weights.
+int ivl_session_open_source(ivl_session *s, const char *model_path);
+int ivl_session_load(ivl_session *s, const char *device, const ivl_parallel_opts *popt);
 void ivl_session_close(ivl_session *s);
 
 // Encodes host pixels [tiles, 3, S, S] (every rank passes the same) into s->embeds; tiles
 // are sharded over ranks when distributed. tiles == 0 clears s->embeds. dump: one rank only.
 void ivl_session_encode_images(ivl_session *s, const ivl_tensor *pixels_host, const ivl_dump *dump);
 
+// The tiles [*t0, *t1) of a batch that world rank `rank` encodes (all of them on one rank),
+// and the encoding of one rank's share (collective; see ivl_dist_encode_share): the first
+// pipeline stage gets every embedding row, other stages an empty tensor.
+void ivl_session_tile_share(const ivl_session *s, int rank, int64_t tiles, int64_t *t0,
+                            int64_t *t1);
+void ivl_session_encode_share(ivl_session *s, const ivl_tensor *mine_host, int64_t tiles,
+                              ivl_tensor *embeds);
+// The KV cache, and where the step reads the image embeddings of the current step from.
+ivl_kv_cache *ivl_session_kv(ivl_session *s);
+const ivl_tensor **ivl_session_step_embeds(ivl_session *s);
+
 // (Re)creates the KV cache: `slots` sequences of up to max_ctx tokens each.
 void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx);
 
 // The step for ivl_generate over the current image embeddings and KV cache.
 ivl_step ivl_session_step(ivl_session *s);
+
+// The collectives in use: "nccl", "mpi" or "none" (one rank).
+const char *ivl_session_comm(const ivl_session *s);
 
 #endif

@@ -103,6 +103,7 @@ char *ivl_bench_json(const ivl_bench_run *run, const ivl_bench_meas *m) {
     cJSON_AddStringToObject(o, "dtype", run->dtype);
     cJSON_AddStringToObject(o, "backend", run->backend);
     cJSON_AddStringToObject(o, "device", run->device);
+    cJSON_AddStringToObject(o, "comm", run->comm[0] ? run->comm : "none");
     cJSON_AddNumberToObject(o, "threads", run->threads);
     cJSON_AddStringToObject(o, "blas", run->blas);
     cJSON_AddStringToObject(o, "commit", run->commit);

@@ -18,6 +18,7 @@ typedef struct {
     char dtype[8];            // compute dtype: f32 (CPU), bf16/f16 (CUDA)
     char backend[16];         // cpu / cuda
     char device[128];         // backend's device name
+    char comm[8];             // collectives used: "nccl", "mpi" or "none" (one rank)
     int threads;              // CPU threads per rank (OpenMP)
     char blas[32];            // OpenBLAS kernel set in use (openblas_get_corename), CPU runs
     char commit[64];          // git describe of the source tree (or "unknown")

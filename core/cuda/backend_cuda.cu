@@ -41,7 +41,7 @@ IVL_EXPORT int ivl_cuda_probe(char *msg, size_t n) {
     }
     snprintf(msg, n, "%d CUDA device(s), device 0: %s (sm_%d%d)", count, p.name, p.major,
              p.minor);
-    return 0;
+    return count;
 }
 
 // ---------------------------------------------------------------- helpers
