@@ -14,15 +14,26 @@ ivl_backend *ivl_rank_backend_open(const char *device, int gpu_share, ivl_rank_d
         ivl_die(2, "--device %s: unknown device (use cpu, cuda or auto)", device);
     char why[512] = "";
     const int visible = ivl_backend_gpu_count(why, sizeof why);
-    if (want_cuda && visible < 1)
+    if (want_cuda && visible < 1 && ivl_comm_world_size() == 1)
         ivl_die(3, "--device cuda: no CUDA device (%s); run on a GPU node or use --device cpu",
                 why);
-    // auto: one backend for the whole job.
-    int have = visible > 0, all = 0, ranks_without = 0;
+    // One backend for the whole job: agree on "every rank sees a GPU" first.
+    int have = visible > 0, all = 0, ranks_without = 0, without = !have;
     MPI_CHECK(MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     if (!all) {
-        int without = !have;
         MPI_CHECK(MPI_Allreduce(&without, &ranks_without, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
+        if (want_cuda) {
+            // Every rank says its own line before any rank ends the job (an MPI_Abort would
+            // cut the others short); then rank 0 ends it.
+            if (!have)
+                LOG_ERROR("--device cuda: no CUDA device (%s); run on a GPU node or use --device "
+                          "cpu", why);
+            MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+            if (ivl_comm_world_rank() == 0)
+                ivl_die(3, "--device cuda: %d of %d ranks found no CUDA device", ranks_without,
+                        ivl_comm_world_size());
+            MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));   // rank 0's abort ends this rank
+        }
         if (!have)
             LOG_INFO("--device auto: no CUDA device (%s); using the CPU backend", why);
         else if (ivl_comm_world_rank() == 0)
