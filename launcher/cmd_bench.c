@@ -303,7 +303,6 @@ int cmd_bench(int argc, char **argv) {
 
     ivl_comm_init(&argc, &argv);
     const int rank = ivl_comm_world_rank(), world = ivl_comm_world_size();
-    const int distributed = world > 1 || popt.tp > 1 || popt.pp > 1 || popt.vit_tp > 1;
     if (compare && (world > 1 || strcmp(device, "cpu")))
         ivl_die(2, "bench: --compare-torch runs on one rank on the CPU (no mpirun, --device cpu)");
 
@@ -377,11 +376,11 @@ int cmd_bench(int argc, char **argv) {
     bc.repeats = repeats;
     bc.seed = seed;
     bc.max_kv_bytes = max_kv_gib * (double)(1 << 30);
-    if (ivl_bench_ctx_init(&bc, be, &reader, &cfg, &popt, distributed) != 0)
+    if (ivl_bench_ctx_init(&bc, be, &reader, &cfg, &popt) != 0)
         ivl_die(1, "bench: %s", ivl_last_error());
     if (rank == 0)
         LOG_INFO("model ready in %.1f s (%s weights)", omp_get_wtime() - t_load, run->weights);
-    snprintf(run->comm, sizeof run->comm, "%s", distributed ? bc.dist.comm_name : "none");
+    snprintf(run->comm, sizeof run->comm, "%s", world > 1 ? bc.dist.comm_name : "none");
     for (int i = 0; i < n_ceilings; i++) emit(&o, ml.v[i]);
 
     if (do_vit) emit(&o, (ivl_bench_vit(&bc, tiles, meas_new(&ml)), ml.v[ml.n - 1]));

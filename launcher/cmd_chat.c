@@ -79,13 +79,13 @@ static char *next_question(ivl_session *s) {
         }
         if (len == 0) len = -1;
     }
-    if (s->distributed) ivl_comm_mpi_ops()->bcast(&s->dist.topo.world, &len, 1, IVL_I64, 0);
+    ivl_comm_mpi_ops()->bcast(&s->dist.topo.world, &len, 1, IVL_I64, 0);
     if (len < 0) {
         free(line);
         return NULL;
     }
     if (s->rank != 0) line = ivl_calloc((size_t)len + 1, 1);
-    if (s->distributed) ivl_comm_mpi_ops()->bcast(&s->dist.topo.world, line, (size_t)len, IVL_U8, 0);
+    ivl_comm_mpi_ops()->bcast(&s->dist.topo.world, line, (size_t)len, IVL_U8, 0);
     return line;
 }
 

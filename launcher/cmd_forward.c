@@ -78,8 +78,12 @@ int cmd_forward(int argc, char **argv) {
     popt.text_only = !in.pixels.data;
     ivl_session s;
     if (ivl_session_open(&s, model, device, &popt) != 0) ivl_die(1, "%s", ivl_last_error());
-    if (s.distributed && dump_layers)
-        ivl_die(2, "--dump-layers needs one rank (run the same inputs without mpirun)");
+    // Layer dumps are written by rank 0: it must hold every layer (no pipeline) and encode
+    // every tile (one vision group).
+    if (dump_layers && (popt.pp > 1 || s.dist.topo.vit_dp.size > 1))
+        ivl_die(2, "--dump-layers: rank 0 must hold every LLM layer and encode every tile: use "
+                   "--pp 1 and --vit-tp %d (the world size), or run without mpirun",
+                ivl_comm_world_size());
     const ivl_model_config *cfg = &s.model->cfg;
     ivl_special_ids sp;
     if (ivl_special_ids_resolve(cfg, s.tok, &sp) != 0) ivl_die(1, "%s", ivl_last_error());

@@ -77,6 +77,12 @@ static int dist_comm_init(ivl_dist *d, ivl_backend *be, const ivl_parallel_opts 
                           want);
     const int lead = d->topo.rank == 0;
     const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
+    if (d->topo.world.size == 1 && strcmp(want, "staged") != 0) {
+        // One rank: every group has one member and no collective is called.
+        d->ops = x ? ivl_comm_staged_ops(be) : ivl_comm_mpi_ops();
+        snprintf(d->comm_name, sizeof d->comm_name, "none");
+        return 0;
+    }
     if (!strcmp(want, "staged")) {
         d->ops = ivl_comm_staged_ops(be);
         snprintf(d->comm_name, sizeof d->comm_name, "mpi");
@@ -174,11 +180,15 @@ void ivl_dist_tile_share(const ivl_dist *d, int rank, int64_t tiles, int64_t *t0
     *t1 = tiles * (g + 1) / n;
 }
 
-void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds) {
+static void encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t tiles,
+                         ivl_tensor *embeds, const ivl_dump *dump);
+
+void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds,
+                            const ivl_dump *dump) {
     int64_t t0, t1, tiles = pixels_host->shape[0];
     ivl_dist_tile_share(d, d->topo.rank, tiles, &t0, &t1);
     ivl_tensor mine = t1 > t0 ? ivl_tensor_slice(pixels_host, t0, t1 - t0) : (ivl_tensor){0};
-    ivl_dist_encode_share(d, t1 > t0 ? &mine : NULL, tiles, embeds);
+    encode_share(d, t1 > t0 ? &mine : NULL, tiles, embeds, dump);
 }
 
 // The image-embedding join: each vision group's lead (vit_tp rank 0) holds the rows of its
@@ -212,6 +222,11 @@ static void join_embeddings(ivl_dist *d, int64_t tiles, ivl_tensor *embeds) {
 
 void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t tiles,
                            ivl_tensor *embeds) {
+    encode_share(d, mine_host, tiles, embeds, NULL);
+}
+
+static void encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t tiles,
+                         ivl_tensor *embeds, const ivl_dump *dump) {
     ivl_backend *be = d->model.be;
     const int64_t per = d->model.cfg.proj.tokens_per_tile, D = d->model.cfg.proj.out_dim;
     int64_t t0, t1;
@@ -229,7 +244,7 @@ void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t til
     if (t1 > t0) {
         // Only the first rank of a --vit-tp group contributes the result.
         ivl_tensor part;
-        ivl_model_encode_images(&d->model, mine_host, &part, NULL);
+        ivl_model_encode_images(&d->model, mine_host, &part, dump);
         if (lead) {
             ivl_tensor dst = ivl_tensor_slice(embeds, t0 * per, (t1 - t0) * per);
             be->copy(be, &dst, &part);
@@ -243,10 +258,13 @@ void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t til
     }
 }
 
-// One pipelined step: micro-batches of whole sequences flow stage to stage.
-static void dist_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
-                     const int64_t *img_row, float *logits, const ivl_dump *dump) {
-    ivl_dist *d = vctx;
+// One pipelined step: micro-batches of whole sequences flow stage to stage. The last stage
+// writes each sequence's last-row logits (logits != NULL) or, for greedy picks on the device
+// (picked != NULL, tp 1), its token id; they then go to world rank 0 (logits) or to every
+// rank (ids). At world size 1 no collective is called: the same code is the one-rank step.
+static void dist_forward(ivl_dist *d, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                         const int64_t *img_row, const ivl_dump *dump, float *logits,
+                         int32_t *picked) {
     ivl_model *m = &d->model;
     ivl_backend *be = m->be;
     const ivl_llm_shard *sh = &m->shard;
@@ -257,40 +275,49 @@ static void dist_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_
     for (int mb = 0, s0 = 0; mb < M; mb++) {
         int s1 = (int)((int64_t)nseq * (mb + 1) / M);   // sequences [s0, s1)
         int64_t N = 0;
-        for (int i = s0; i < s1; i++) N += seqs[i].n;
+        int64_t *last = ivl_step_last_rows(seqs + s0, s1 - s0, &N);
         ivl_tensor x = ivl_backend_alloc_2d(be, N, D);
-        if (sh->has_embed)
-            ivl_model_embed_step(m, ids + row0, img_row ? img_row + row0 : NULL, N, d->image_embeds, &x);
-        else
+        if (!sh->has_embed)
             d->ops->recv(&d->topo.pp, x.data, (size_t)(N * D), x.dtype, d->topo.prev);
-        ivl_llm_forward_layers(be, &m->cfg.llm, sh, &m->llm, &m->tp, &d->kv, seqs + s0, s1 - s0, &x, NULL);
-        if (!sh->has_head) {
+        ivl_model_stage_forward(m, &d->kv, seqs + s0, s1 - s0, ids + row0,
+                                img_row ? img_row + row0 : NULL, d->image_embeds, &x, dump);
+        if (!sh->has_head)
             d->ops->send(&d->topo.pp, x.data, (size_t)(N * D), x.dtype, d->topo.next);
-        } else {
-            int64_t *last = ivl_malloc((size_t)(s1 - s0) * sizeof *last);
-            for (int i = s0, r = 0; i < s1; i++) {
-                r += (int)seqs[i].n;
-                last[i - s0] = r - 1;
-            }
+        else if (picked)
+            ivl_llm_argmax(be, &m->cfg.llm, sh, &m->llm, &x, last, s1 - s0, picked + s0);
+        else
             ivl_llm_logits(be, &m->cfg.llm, sh, &m->llm, &m->tp, &x, last, s1 - s0,
-                           logits + (int64_t)s0 * V, NULL);
-            free(last);
-        }
+                           logits + (int64_t)s0 * V, dump);
+        free(last);
         be->free(be, &x);
         row0 += N;
         s0 = s1;
+    }
+    const ivl_comm_ops *mpi = ivl_comm_mpi_ops();
+    if (picked) {
+        // nseq ids from the last stage to every rank (host, a few bytes).
+        mpi->bcast(&d->topo.world, picked, (size_t)nseq, IVL_I32, d->logits_root);
+        return;
     }
     // The logits go to world rank 0 only (it samples, writes results and drives captioning);
     // the chosen tokens then reach every rank through share_tokens: a few bytes instead of
     // [nseq, V] floats to every rank each step.
     if (d->logits_root != 0) {
-        const ivl_comm_ops *mpi = ivl_comm_mpi_ops();
         if (d->topo.world.rank == d->logits_root)
             mpi->send(&d->topo.world, logits, (size_t)nseq * V, IVL_F32, 0);
         else if (d->topo.world.rank == 0)
             mpi->recv(&d->topo.world, logits, (size_t)nseq * V, IVL_F32, d->logits_root);
     }
-    (void)dump;
+}
+
+static void dist_run(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                     const int64_t *img_row, float *logits, const ivl_dump *dump) {
+    dist_forward(vctx, seqs, nseq, ids, img_row, dump, logits, NULL);
+}
+
+static void dist_run_argmax(void *vctx, const ivl_llm_seq *seqs, int nseq, const int32_t *ids,
+                            const int64_t *img_row, int32_t *next_ids) {
+    dist_forward(vctx, seqs, nseq, ids, img_row, NULL, NULL, next_ids);
 }
 
 static int dist_is_sampler(void *vctx) { return ((ivl_dist *)vctx)->topo.world.rank == 0; }
@@ -302,6 +329,9 @@ static void dist_share_tokens(void *vctx, int32_t *tokens, int n) {
 
 ivl_step ivl_dist_step(ivl_dist *d) {
     ivl_step s = {d, d->model.cfg.llm.vocab, dist_run, dist_is_sampler, dist_share_tokens,
-                  NULL};   // no run_argmax: the logits are gathered to rank 0
+                  NULL};
+    // Greedy picks on the device when the last stage holds the whole vocabulary (tp 1: one
+    // rank, or a pipeline); with tp > 1 the vocab-parallel logits are gathered instead.
+    if (d->topo.layout.tp == 1) s.run_argmax = dist_run_argmax;
     return s;
 }

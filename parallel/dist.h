@@ -65,7 +65,10 @@ void ivl_dist_free(ivl_dist *d);
 // Collective: every rank passes the same host pixels [tiles, 3, S, S]; the ranks of the
 // first pipeline stage get embeds (backend [tiles*256, D], allocated here), the others an
 // empty tensor (data NULL).
-void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds);
+// dump: the ViT's intermediates of this rank's share (all tiles when one vision group holds
+// them all: one rank, or --vit-tp = world).
+void ivl_dist_encode_images(ivl_dist *d, const ivl_tensor *pixels_host, ivl_tensor *embeds,
+                            const ivl_dump *dump);
 // The tiles [*t0, *t1) of a batch of `tiles` that world rank `rank` encodes (its vision
 // data-parallel group's contiguous share; the ranks of one --vit-tp group share it).
 void ivl_dist_tile_share(const ivl_dist *d, int rank, int64_t tiles, int64_t *t0, int64_t *t1);
@@ -78,7 +81,8 @@ void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t til
 // KV cache for `slots` sequences of max_ctx tokens on this rank's layers.
 void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx);
 
-// The distributed step for ivl_generate (every rank runs ivl_generate in lockstep).
+// The step for ivl_generate (every rank runs ivl_generate in lockstep), for any layout, one
+// rank included: dumps of the layers this rank holds; greedy picks on the device when tp = 1.
 ivl_step ivl_dist_step(ivl_dist *d);
 
 #endif

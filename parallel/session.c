@@ -91,15 +91,9 @@ int ivl_session_load(ivl_session *s, const char *device, const ivl_parallel_opts
     s->be = ivl_rank_backend_open(device ? device : "cpu", popt->gpu_share, &s->dev);
     s->popt.gpu_shared = s->dev.gpu.shared;
     if (check_device_memory(s->be, &s->src.cfg, popt, &s->dev) != 0) return -1;
-    if (s->distributed) {
-        if (ivl_dist_init(&s->dist, s->be, &s->src.reader, &s->src.cfg, popt) != 0) return -1;
-        s->model = &s->dist.model;
-    } else {
-        if (ivl_model_load(&s->local, s->be, &s->src.reader, &s->src.cfg, NULL, NULL,
-                           !popt->text_only) != 0)
-            return -1;   // the loader's message names the file and the tensor
-        s->model = &s->local;
-    }
+    // One path for every layout: one rank is the 1 x 1 layout, whose collectives do nothing.
+    if (ivl_dist_init(&s->dist, s->be, &s->src.reader, &s->src.cfg, popt) != 0) return -1;
+    s->model = &s->dist.model;
     if (popt->text_only)
         LOG_INFO("text only: the vision model (%.2f B parameters) is not loaded",
                  (ivl_vit_param_count(&s->src.cfg.vit) + ivl_projector_param_count(&s->src.cfg.proj)) / 1e9);
@@ -114,12 +108,7 @@ int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
 
 void ivl_session_close(ivl_session *s) {
     if (s->embeds.data) s->be->free(s->be, &s->embeds);
-    if (s->distributed) {
-        ivl_dist_free(&s->dist);
-    } else if (s->model) {
-        if (s->kv_ready) ivl_kv_cache_free(s->be, &s->local.shard, &s->kv);
-        ivl_model_free(&s->local);
-    }
+    if (s->model) ivl_dist_free(&s->dist);
     if (s->be) ivl_backend_destroy(s->be);
     if (s->tok) ivl_tokenizer_free(s->tok);
     ivl_model_source_close(&s->src);
@@ -132,59 +121,32 @@ void ivl_session_encode_images(ivl_session *s, const ivl_tensor *pixels_host, co
     if (!pixels_host || !pixels_host->data || pixels_host->shape[0] == 0) return;
     IVL_CHECK(s->model->has_vision,
               "images given to a session opened text-only (the vision model is not loaded)");
-    if (s->distributed)
-        ivl_dist_encode_images(&s->dist, pixels_host, &s->embeds);
-    else
-        ivl_model_encode_images(&s->local, pixels_host, &s->embeds, dump);
+    ivl_dist_encode_images(&s->dist, pixels_host, &s->embeds, dump);
 }
 
 void ivl_session_tile_share(const ivl_session *s, int rank, int64_t tiles, int64_t *t0,
                             int64_t *t1) {
-    if (s->distributed) {
-        ivl_dist_tile_share(&s->dist, rank, tiles, t0, t1);
-    } else {
-        *t0 = 0;
-        *t1 = tiles;
-    }
+    ivl_dist_tile_share(&s->dist, rank, tiles, t0, t1);
 }
 
 void ivl_session_encode_share(ivl_session *s, const ivl_tensor *mine_host, int64_t tiles,
                               ivl_tensor *embeds) {
-    if (s->distributed) {
-        ivl_dist_encode_share(&s->dist, mine_host, tiles, embeds);
-        return;
-    }
-    IVL_CHECK(mine_host && mine_host->shape[0] == tiles, "%lld tiles expected on the only rank",
-              (long long)tiles);
-    ivl_model_encode_images(&s->local, mine_host, embeds, NULL);
+    ivl_dist_encode_share(&s->dist, mine_host, tiles, embeds);
 }
 
-ivl_kv_cache *ivl_session_kv(ivl_session *s) { return s->distributed ? &s->dist.kv : &s->kv; }
+ivl_kv_cache *ivl_session_kv(ivl_session *s) { return &s->dist.kv; }
 
-const ivl_tensor **ivl_session_step_embeds(ivl_session *s) {
-    return s->distributed ? &s->dist.image_embeds : &s->lctx.image_embeds;
-}
+const ivl_tensor **ivl_session_step_embeds(ivl_session *s) { return &s->dist.image_embeds; }
 
 void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx) {
-    if (s->distributed) {
-        ivl_dist_kv_init(&s->dist, slots, max_ctx);
-        return;
-    }
-    if (s->kv_ready) ivl_kv_cache_free(s->be, &s->local.shard, &s->kv);
-    ivl_kv_cache_init(s->be, &s->local.cfg.llm, &s->local.shard, slots, max_ctx, &s->kv);
-    s->kv_ready = 1;
+    ivl_dist_kv_init(&s->dist, slots, max_ctx);
 }
 
 ivl_step ivl_session_step(ivl_session *s) {
-    const ivl_tensor *img = s->embeds.data ? &s->embeds : NULL;
-    if (s->distributed) {
-        s->dist.image_embeds = img;
-        return ivl_dist_step(&s->dist);
-    }
-    s->lctx = (ivl_local_step){&s->local, &s->kv, img};
-    return ivl_model_local_step(&s->lctx);
+    s->dist.image_embeds = s->embeds.data ? &s->embeds : NULL;
+    return ivl_dist_step(&s->dist);
 }
 
 const char *ivl_session_comm(const ivl_session *s) {
-    return s->distributed ? s->dist.comm_name : "none";
+    return s->dist.topo.world.size > 1 ? s->dist.comm_name : "none";
 }

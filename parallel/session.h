@@ -1,6 +1,6 @@
 // session.h - a model ready to run on this job's ranks, whatever the layout: the model file,
-// its tokenizer, a backend, and either the whole model on one rank or the distributed shard
-// (parallel/dist.h). The subcommands (forward, chat, caption, bench) share it, so each is
+// its tokenizer, a backend, and the model's share on this rank (parallel/dist.h; one rank is
+// the 1 x 1 layout, the same code). The subcommands (forward, chat, caption, bench) share it, so each is
 // only its own loop. Every function is collective when the job has several ranks.
 #ifndef IVL_PARALLEL_SESSION_H
 #define IVL_PARALLEL_SESSION_H
@@ -19,14 +19,10 @@ typedef struct {
     ivl_backend *be;
     ivl_rank_device dev;      // the GPU this rank uses, when on the CUDA backend
     ivl_parallel_opts popt;   // the layout the session was opened with
-    int distributed;          // several ranks or a tp/pp layout
+    int distributed;          // several ranks or a tp/pp/vit-tp layout (1 x 1 on one rank)
     int rank;                 // world rank (0 when alone)
-    ivl_dist dist;
-    ivl_model local;
-    ivl_model *model;         // &local or &dist.model
-    ivl_kv_cache kv;          // one-rank KV cache
-    int kv_ready;
-    ivl_local_step lctx;
+    ivl_dist dist;            // the model on this rank, for any layout (one rank included)
+    ivl_model *model;         // &dist.model
     ivl_tensor embeds;        // image embeddings of the current batch (backend), or empty
 } ivl_session;
 

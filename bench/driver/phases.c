@@ -76,14 +76,9 @@ static void time_loop(ivl_backend *be, const bench_fn *f, int warmup, int repeat
 // ---- model and KV cache ------------------------------------------------------------------
 
 int ivl_bench_ctx_init(ivl_bench_ctx *c, ivl_backend *be, const ivl_weight_reader *r,
-                       const ivl_model_config *cfg, const ivl_parallel_opts *popt, int distributed) {
+                       const ivl_model_config *cfg, const ivl_parallel_opts *popt) {
     c->be = be;
-    c->distributed = distributed;
-    c->local_kv_ready = 0;
-    if (!distributed) {
-        c->m = &c->local;
-        return ivl_model_load(&c->local, be, r, cfg, NULL, NULL, 1);
-    }
+    // Every layout, one rank included, through parallel/dist.h: what the commands run.
     if (ivl_dist_init(&c->dist, be, r, cfg, popt) != 0) return -1;
     // Collectives through the timed table (a no-op wrapper for MPI, timed by PMPI instead).
     c->dist.ops = ivl_comm_timer_wrap_ops(c->dist.ops);
@@ -91,39 +86,17 @@ int ivl_bench_ctx_init(ivl_bench_ctx *c, ivl_backend *be, const ivl_weight_reade
     return 0;
 }
 
-static void kv_free(ivl_bench_ctx *c) {
-    if (c->local_kv_ready) ivl_kv_cache_free(c->be, &c->m->shard, &c->local_kv);
-    c->local_kv_ready = 0;
-}
-
-void ivl_bench_ctx_free(ivl_bench_ctx *c) {
-    if (c->distributed) {
-        ivl_dist_free(&c->dist);
-    } else {
-        kv_free(c);
-        ivl_model_free(&c->local);
-    }
-}
+void ivl_bench_ctx_free(ivl_bench_ctx *c) { ivl_dist_free(&c->dist); }
 
 static ivl_kv_cache *kv_init(ivl_bench_ctx *c, int slots, int64_t max_ctx) {
-    if (c->distributed) {
-        ivl_dist_kv_init(&c->dist, slots, max_ctx);
-        return &c->dist.kv;
-    }
-    kv_free(c);
-    ivl_kv_cache_init(c->be, &c->m->cfg.llm, &c->m->shard, slots, max_ctx, &c->local_kv);
-    c->local_kv_ready = 1;
-    return &c->local_kv;
+    ivl_dist_kv_init(&c->dist, slots, max_ctx);
+    return &c->dist.kv;
 }
 
 // Frees the cache right after a phase so the next one has the memory.
 static void kv_done(ivl_bench_ctx *c) {
-    if (c->distributed) {
-        if (c->dist.kv_ready) ivl_kv_cache_free(c->be, &c->m->shard, &c->dist.kv);
-        c->dist.kv_ready = 0;
-    } else {
-        kv_free(c);
-    }
+    if (c->dist.kv_ready) ivl_kv_cache_free(c->be, &c->m->shard, &c->dist.kv);
+    c->dist.kv_ready = 0;
 }
 
 // 1 if a cache of slots x max_ctx fits the --max-kv-gib budget; else marks m skipped.
@@ -138,14 +111,9 @@ static int kv_fits(ivl_bench_ctx *c, int slots, int64_t max_ctx, ivl_bench_meas 
     return 0;
 }
 
-static ivl_step make_step(ivl_bench_ctx *c, ivl_kv_cache *kv, const ivl_tensor *embeds,
-                          ivl_local_step *lctx) {
-    if (c->distributed) {
-        c->dist.image_embeds = embeds;
-        return ivl_dist_step(&c->dist);
-    }
-    *lctx = (ivl_local_step){c->m, kv, embeds};
-    return ivl_model_local_step(lctx);
+static ivl_step make_step(ivl_bench_ctx *c, const ivl_tensor *embeds) {
+    c->dist.image_embeds = embeds && embeds->data ? embeds : NULL;
+    return ivl_dist_step(&c->dist);
 }
 
 static uint64_t rng_next(uint64_t *s) {
@@ -179,11 +147,8 @@ typedef struct {
 static void vit_run(void *a) {
     vit_arg *v = a;
     ivl_tensor embeds;
-    if (v->c->distributed)
-        ivl_dist_encode_images(&v->c->dist, &v->pixels, &embeds);
-    else
-        ivl_model_encode_images(v->c->m, &v->pixels, &embeds, NULL);
-    v->c->be->free(v->c->be, &embeds);
+    ivl_dist_encode_images(&v->c->dist, &v->pixels, &embeds, NULL);
+    if (embeds.data) v->c->be->free(v->c->be, &embeds);
 }
 
 void ivl_bench_vit(ivl_bench_ctx *c, int tiles, ivl_bench_meas *m) {
@@ -241,8 +206,7 @@ void ivl_bench_prefill(ivl_bench_ctx *c, int batch, int64_t S, ivl_bench_meas *m
     snprintf(m->unit, sizeof m->unit, "tokens/s");
     if (!kv_fits(c, batch, S, m)) return;
     llm_arg a = {.c = c, .kv = kv_init(c, batch, S)};
-    ivl_local_step lctx;
-    a.step = make_step(c, a.kv, NULL, &lctx);
+    a.step = make_step(c, NULL);
     a.nseq = batch;
     a.seqs = ivl_malloc((size_t)batch * sizeof *a.seqs);
     for (int i = 0; i < batch; i++) a.seqs[i] = (ivl_llm_seq){i, S};
@@ -288,8 +252,7 @@ void ivl_bench_decode(ivl_bench_ctx *c, int batch, int64_t ctx, ivl_bench_meas *
     llm_arg a = {.c = c, .kv = kv_init(c, batch, ctx + 1)};
     fill_kv(c, a.kv, batch, ctx);
     a.fill_len = ctx;
-    ivl_local_step lctx;
-    a.step = make_step(c, a.kv, NULL, &lctx);
+    a.step = make_step(c, NULL);
     a.nseq = batch;
     a.seqs = ivl_malloc((size_t)batch * sizeof *a.seqs);
     for (int i = 0; i < batch; i++) a.seqs[i] = (ivl_llm_seq){i, 1};
@@ -325,15 +288,11 @@ static void e2e_run(void *vp) {
     e2e_arg *a = vp;
     ivl_bench_ctx *c = a->c;
     ivl_tensor embeds;
-    if (c->distributed)
-        ivl_dist_encode_images(&c->dist, &a->pixels, &embeds);
-    else
-        ivl_model_encode_images(c->m, &a->pixels, &embeds, NULL);
+    ivl_dist_encode_images(&c->dist, &a->pixels, &embeds, NULL);
     for (int i = 0; i < a->images; i++) ivl_kv_cache_reset_slot(a->kv, i);
-    ivl_local_step lctx;
-    ivl_step step = make_step(c, a->kv, &embeds, &lctx);
+    ivl_step step = make_step(c, &embeds);
     ivl_generate(&step, a->prompts, a->images, &a->gp, a->out, a->out_len, NULL);
-    c->be->free(c->be, &embeds);
+    if (embeds.data) c->be->free(c->be, &embeds);
 }
 
 void ivl_bench_e2e(ivl_bench_ctx *c, const int *tiles, int images, int64_t prompt_len,

@@ -15,12 +15,8 @@
 
 typedef struct {
     ivl_backend *be;
-    int distributed;          // 1: parallel/ layout (ivl_dist), 0: one rank, whole model
-    ivl_model local;
-    ivl_dist dist;
-    ivl_model *m;             // &local or &dist.model
-    ivl_kv_cache local_kv;
-    int local_kv_ready;
+    ivl_dist dist;            // the model on this rank, any layout (one rank included)
+    ivl_model *m;             // &dist.model
     int warmup, repeats;
     uint64_t seed;
     double max_kv_bytes;      // per rank; a point needing more is skipped, not run
@@ -28,7 +24,7 @@ typedef struct {
 
 // Loads the model (vision too) from r. 0, or -1 + ivl_last_error().
 int ivl_bench_ctx_init(ivl_bench_ctx *c, ivl_backend *be, const ivl_weight_reader *r,
-                       const ivl_model_config *cfg, const ivl_parallel_opts *popt, int distributed);
+                       const ivl_model_config *cfg, const ivl_parallel_opts *popt);
 void ivl_bench_ctx_free(ivl_bench_ctx *c);
 
 // Each fills m (phase, parameters, times, units, FLOPs, per-rank split on rank 0).

@@ -208,7 +208,31 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
     free(picked);
 }
 
-// ---- one rank holding the whole model ----
+// ---- the forward of one step on this rank's layers (one rank, or a pipeline stage) ----
+
+int64_t *ivl_step_last_rows(const ivl_llm_seq *seqs, int nseq, int64_t *n_rows) {
+    int64_t N = 0;
+    int64_t *last = ivl_malloc((size_t)(nseq > 0 ? nseq : 1) * sizeof *last);
+    for (int i = 0; i < nseq; i++) {
+        N += seqs[i].n;
+        last[i] = N - 1;
+    }
+    if (n_rows) *n_rows = N;
+    return last;
+}
+
+void ivl_model_stage_forward(ivl_model *m, ivl_kv_cache *kv, const ivl_llm_seq *seqs, int nseq,
+                             const int32_t *ids, const int64_t *img_row,
+                             const ivl_tensor *image_embeds, ivl_tensor *x, const ivl_dump *dump) {
+    ivl_backend *be = m->be;
+    if (m->shard.has_embed) {
+        ivl_model_embed_step(m, ids, img_row, ivl_tensor_rows(x), image_embeds, x);
+        ivl_dump_tensor(dump, "llm.embeds", be, x);
+    }
+    ivl_llm_forward_layers(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, kv, seqs, nseq, x, dump);
+}
+
+// ---- one rank holding the whole model, without MPI (standalone harnesses: bench/gpu_e2e) ----
 
 // Embedding + layers of one step; x [N, D] holds the last hidden rows, last[i] the row of
 // sequence i's last token (freed by the caller).
@@ -216,17 +240,10 @@ static ivl_tensor local_forward(ivl_local_step *c, const ivl_llm_seq *seqs, int 
                                 const int32_t *ids, const int64_t *img_row,
                                 const ivl_dump *dump, int64_t **last_out) {
     ivl_model *m = c->model;
-    ivl_backend *be = m->be;
     int64_t N = 0;
-    int64_t *last = ivl_malloc((size_t)nseq * sizeof *last);
-    for (int i = 0; i < nseq; i++) {
-        N += seqs[i].n;
-        last[i] = N - 1;
-    }
-    ivl_tensor x = ivl_backend_alloc_2d(be, N, m->cfg.llm.hidden);
-    ivl_model_embed_step(m, ids, img_row, N, c->image_embeds, &x);
-    ivl_dump_tensor(dump, "llm.embeds", be, &x);
-    ivl_llm_forward_layers(be, &m->cfg.llm, &m->shard, &m->llm, &m->tp, c->kv, seqs, nseq, &x, dump);
+    int64_t *last = ivl_step_last_rows(seqs, nseq, &N);
+    ivl_tensor x = ivl_backend_alloc_2d(m->be, N, m->cfg.llm.hidden);
+    ivl_model_stage_forward(m, c->kv, seqs, nseq, ids, img_row, c->image_embeds, &x, dump);
     *last_out = last;
     return x;
 }

@@ -31,7 +31,19 @@ typedef struct ivl_step {
                        const int64_t *img_row, int32_t *next_ids);
 } ivl_step;
 
-// The step of one rank holding the whole model.
+// The forward of one step on the layers this rank holds (the whole model on one rank, or a
+// pipeline stage's share): the first stage embeds the rows (ids, and image rows from
+// image_embeds where img_row[r] >= 0; dump "llm.embeds"), a later stage takes x [N, D] as
+// received from the previous one; then its layers (dump "llm.layer.i"). x [N, D] is allocated
+// by the caller, N = the sum of seqs[i].n.
+void ivl_model_stage_forward(ivl_model *m, ivl_kv_cache *kv, const ivl_llm_seq *seqs, int nseq,
+                             const int32_t *ids, const int64_t *img_row,
+                             const ivl_tensor *image_embeds, ivl_tensor *x, const ivl_dump *dump);
+// The row of each sequence's last token in a step's rows (malloc'ed [nseq]); *n_rows = N.
+int64_t *ivl_step_last_rows(const ivl_llm_seq *seqs, int nseq, int64_t *n_rows);
+
+// The step of one rank holding the whole model, for programs without MPI (bench/gpu_e2e).
+// The engine's commands run every layout, one rank included, through parallel/dist.h.
 typedef struct {
     ivl_model *model;
     ivl_kv_cache *kv;
