@@ -6,10 +6,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
+#include "bench/driver/presets.h"
+#include "bench/driver/random_weights.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "launcher/commands.h"
+#include "core/text/tokenizer.h"
 #include "weights/convert.h"
+#include "weights/model_write.h"
 
 static char g_tmp[4096];
 
@@ -22,21 +28,34 @@ static void on_signal(int sig) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: internvl convert --hf DIR --out FILE.h5 [--allow-unused] [--no-progress]\n\n"
+            "usage: internvl convert --hf DIR --out FILE.h5 [--allow-unused] [--no-progress]\n"
+            "       internvl convert --random-weights PRESET --tokenizer-from DIR --out FILE.h5\n"
+            "                        [--seed S] [--no-progress]\n\n"
             "Converts a Hugging Face InternVL 1.5 checkpoint folder (config.json, model.safetensors\n"
             "or model.safetensors.index.json + shards, tokenizer files) into one HDF5 model file.\n"
             "The file is written as FILE.h5.tmp-<pid> and renamed when complete.\n\n"
             "  --hf DIR         the checkpoint folder\n"
             "  --out FILE.h5    the model file to write (replaced if it exists)\n"
             "  --allow-unused   warn about checkpoint tensors the engine does not use (default: error)\n"
-            "  --no-progress    no progress bar (default: a bar when stderr is a terminal)\n");
+            "  --no-progress    no progress bar (default: a bar when stderr is a terminal)\n"
+            "  --random-weights PRESET  no checkpoint: a model file of a preset's real sizes\n"
+            "                   (%s) with deterministic random bf16 weights,\n"
+            "                   for tests and benchmarks of the real loading path\n"
+            "  --tokenizer-from DIR  the tokenizer files to store (tokenizer.model and the HF\n"
+            "                   json files; the vocabulary must match the preset's)\n"
+            "  --seed S         random weights' seed (default 1)\n", ivl_bench_preset_names());
 }
 
 int cmd_convert(int argc, char **argv) {
     ivl_convert_opts o = {0};
     o.progress = isatty(2);
+    const char *preset = NULL, *tok_dir = NULL;
+    unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--hf") && i + 1 < argc) o.hf_dir = argv[++i];
+        else if (!strcmp(argv[i], "--random-weights") && i + 1 < argc) preset = argv[++i];
+        else if (!strcmp(argv[i], "--tokenizer-from") && i + 1 < argc) tok_dir = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out_path = argv[++i];
         else if (!strcmp(argv[i], "--allow-unused")) o.allow_unused = 1;
         else if (!strcmp(argv[i], "--no-progress")) o.progress = 0;
@@ -49,7 +68,7 @@ int cmd_convert(int argc, char **argv) {
             return 2;
         }
     }
-    if (!o.hf_dir || !o.out_path) {
+    if (!o.out_path || !!o.hf_dir == !!preset || (preset && !tok_dir)) {
         usage(stderr);
         return 2;
     }
@@ -63,6 +82,38 @@ int cmd_convert(int argc, char **argv) {
     signal(SIGHUP, on_signal);
     // A file size limit (ulimit -f) must surface as a write error, not kill us mid-file.
     signal(SIGXFSZ, SIG_IGN);
+    if (preset) {
+        ivl_model_config cfg;
+        if (ivl_bench_preset_config(preset, &cfg) != 0) {
+            LOG_ERROR("convert: --random-weights: %s", ivl_last_error());
+            return 2;
+        }
+        ivl_tokenizer *tok;
+        if (ivl_tokenizer_load_dir(tok_dir, &tok) != 0) {
+            LOG_ERROR("convert: --tokenizer-from %s: %s", tok_dir, ivl_last_error());
+            return 1;
+        }
+        int nt = ivl_tokenizer_vocab_size(tok);
+        ivl_tokenizer_free(tok);
+        if (nt > cfg.llm.vocab) {
+            LOG_ERROR("convert: --tokenizer-from %s has %d tokens, more than the %d of preset %s's "
+                      "vocabulary: give the tokenizer of a model with this vocabulary", tok_dir, nt,
+                      cfg.llm.vocab, preset);
+            return 1;
+        }
+        ivl_random_weights rw;
+        ivl_weight_reader r;
+        ivl_random_weights_init(&rw, &cfg, seed, &r);
+        char source[256];
+        snprintf(source, sizeof source, "random:%s:seed=%llu", preset, seed);
+        ivl_model_write_opts w = {o.out_path, ivl_bench_preset_json(preset), tok_dir, source, &r,
+                                  o.progress};
+        if (ivl_model_file_write(&w)) {
+            LOG_ERROR("convert: %s", ivl_last_error());
+            return 1;
+        }
+        return 0;
+    }
     if (ivl_convert_hf(&o)) {
         LOG_ERROR("convert: %s", ivl_last_error());
         return 1;

@@ -58,5 +58,15 @@ int ivl_model_source_tokenizer(ivl_model_source *src, ivl_tokenizer **out) {
                              ivl_model_file_path(src->mf)};
     int rc = ivl_tokenizer_load(&b, out);
     for (int i = 0; i < 4; i++) free(blob[i]);
+    // Every id the tokenizer can produce must have an embedding row, or the first prompt
+    // would end the job inside the model.
+    if (rc == 0 && ivl_tokenizer_vocab_size(*out) > src->cfg.llm.vocab) {
+        int n = ivl_tokenizer_vocab_size(*out);
+        ivl_tokenizer_free(*out);
+        *out = NULL;
+        return ivl_errorf("%s: the tokenizer has %d tokens but the language model's vocabulary "
+                          "has %d rows: the tokenizer files do not belong to this model",
+                          ivl_model_file_path(src->mf), n, src->cfg.llm.vocab);
+    }
     return rc;
 }
