@@ -1,6 +1,9 @@
 // model_source.c - see model_source.h.
 #include "weights/model_source.h"
 #include "core/check.h"
+#include "weights/name_map.h"
+
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +26,46 @@ static int reader_shape(void *ctx, const char *name, int *ndim, int64_t *shape) 
     return ivl_model_file_shape(ctx, name, ndim, shape, &st);
 }
 
+// Every stored tensor the config names must have the config's full shape, whatever share a
+// rank later reads: a hand-edited or mismatched tensor is refused here, with its name, instead
+// of running on (too many rows) or dying inside the model (too few). Tensors that are absent
+// are left to the loader (a text-only copy of a model has no vision tensors).
+static int check_shapes(ivl_model_source *src) {
+    ivl_plan plan = {0};
+    ivl_plan_build(&src->cfg, &plan);
+    int rc = 0;
+    for (int i = 0; i < plan.n && rc == 0; i++) {
+        const ivl_plan_entry *e = &plan.e[i];
+        if (!ivl_model_file_has(src->mf, e->name)) continue;
+        int nd = 0;
+        int64_t sh[IVL_MAX_DIMS] = {0};
+        ivl_dtype st;
+        if (ivl_model_file_shape(src->mf, e->name, &nd, sh, &st) != 0) {
+            rc = -1;
+            break;
+        }
+        int same = nd == e->ndim;
+        for (int k = 0; same && k < nd; k++) same = sh[k] == e->shape[k];
+        if (!same) {
+            char want[96] = "", got[96] = "";
+            for (int k = 0, o = 0; k < e->ndim; k++)
+                o += snprintf(want + o, sizeof want - (size_t)o, "%s%lld", k ? ", " : "", (long long)e->shape[k]);
+            for (int k = 0, o = 0; k < nd && k < IVL_MAX_DIMS; k++)
+                o += snprintf(got + o, sizeof got - (size_t)o, "%s%lld", k ? ", " : "", (long long)sh[k]);
+            rc = ivl_errorf("%s: tensor %s has shape [%s], but its config needs [%s]: the file "
+                            "was changed after conversion or does not belong to this config; "
+                            "convert the checkpoint again", ivl_model_file_path(src->mf),
+                            e->name, got, want);
+        }
+    }
+    ivl_plan_free(&plan);
+    return rc;
+}
+
 int ivl_model_source_open(const char *path, ivl_model_source *src) {
     memset(src, 0, sizeof *src);
     if (ivl_model_file_open(path, &src->mf) != 0) return -1;
-    if (ivl_model_file_config(src->mf, &src->cfg) != 0) {
+    if (ivl_model_file_config(src->mf, &src->cfg) != 0 || check_shapes(src) != 0) {
         ivl_model_file_close(src->mf);
         src->mf = NULL;
         return -1;
