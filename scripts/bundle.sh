@@ -10,7 +10,7 @@
 # internvl-bundle.tar.xz):
 #   bin/internvl          runs libexec/internvl with the bundle's Open MPI paths set
 #   bin/mpirun            runs Open MPI's orterun the same way (Open MPI 4.1.4 from Debian)
-#   bin/internvl-env      those paths: `. bin/internvl-env` (bash, zsh) or `bin/internvl-env CMD`
+#   bin/internvl-env      those paths: `. bin/internvl-env` (bash) or `bin/internvl-env CMD`
 #   bin/orterun, orted    Open MPI's launcher and daemon (a one-rank run starts orted itself)
 #   libexec/internvl      the executable
 #   lib/                  every library it, Open MPI and PMIx load, except glibc and the CUDA
@@ -180,7 +180,7 @@ done < <(find "$B" -type f -print0)
 cat > "$B/bin/internvl-env" <<'EOF'
 #!/bin/sh
 # internvl-env - the environment of a relocated internvl bundle (made by scripts/bundle.sh):
-#   . /path/to/bundle/bin/internvl-env           (bash or zsh: sets it in this shell)
+#   . /path/to/bundle/bin/internvl-env           (bash: sets it in this shell)
 #   /path/to/bundle/bin/internvl-env CMD [ARG...]  (runs CMD with it)
 # Open MPI and PMIx find their components, help texts and parameter files through these
 # variables (Open MPI's documented relocation: OPAL_PREFIX and the OPAL_*DIR overrides), and

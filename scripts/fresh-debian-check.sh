@@ -30,7 +30,9 @@
 # found" with --no-cuda), then the demo from the bundle: convert, info, chat, `mpirun -np 4
 # caption --tp 2 --pp 2` of docs/samples, and --device cuda (which must find the CUDA module
 # beside the executable and, with the toolkit, load it; no GPU here gives exit 3). No package
-# is installed in the root.
+# is installed in the root. IVL_BUNDLE_TAR=FILE checks that bundle instead of building one, e.g.
+#   scripts/bundle.sh --with-cuda-libs build-bundle/ivl-cuda.tar.gz &&
+#   IVL_BUNDLE_TAR=build-bundle/ivl-cuda.tar.gz scripts/fresh-debian-check.sh --bundle --no-cuda
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -41,7 +43,7 @@ for a in "$@"; do
     --bundle) MODE=bundle ;;
     --no-cuda) WITH_CUDA=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "fresh-debian-check.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -131,8 +133,9 @@ echo "   has (from cmake/gcc; the bundle's copies must win, ldd below): ${has[*]
 for l in "${has[@]}"; do
   case $l in libarchive.so.13|libgomp.so.1) ;; *) fail "the root has $l: not a fair check" ;; esac
 done
-tar xf internvl-bundle.tar.xz
-B=$(cd internvl-bundle && pwd -P)
+TAR=$1 NAME=$2
+tar xf "$TAR"
+B=$(cd "$NAME" && pwd -P)
 echo "-- ldd on every ELF file of the bundle ($(du -sm "$B" | cut -f1) MiB unpacked)"
 GLIBC='^(linux-vdso\.so\.1|ld-linux-x86-64\.so\.2|libc\.so\.6|libm\.so\.6|libmvec\.so\.1|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libresolv\.so\.2|libutil\.so\.1|libanl\.so\.1)$'
 TOOLKIT='^(libcudart\.so\.[0-9]+|libcublasLt\.so\.[0-9]+|libcublas\.so\.[0-9]+|libnccl\.so\.2)$'
@@ -168,14 +171,14 @@ done < <(find "$B" -type f -print0)
 echo "   $n_elf ELF files, $n_res resolutions: all inside the bundle or glibc's"
 echo "   CUDA toolkit, for the CUDA modules:$(echo "$toolkit_seen" | tr ' ' '\n' | sort -u | tr '\n' ' ')"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-IVL=internvl-bundle/bin/internvl
+IVL=$NAME/bin/internvl
 echo "== 1. internvl convert (from the bundle): HF folder -> one HDF5 model file"
 $IVL convert --hf demo-hf --out demo.h5
 $IVL info demo.h5
 echo "== 2. internvl chat: one question about a bundled image"
 $IVL chat --model demo.h5 --image samples/house.jpg --max-tiles 6 --max-new-tokens 32 "Describe the image."
 echo "== 3. internvl caption on 4 MPI ranks (tp 2 x pp 2), the bundle's mpirun"
-internvl-bundle/bin/mpirun --allow-run-as-root --oversubscribe -np 4 -x OMP_NUM_THREADS=1 \
+$NAME/bin/mpirun --allow-run-as-root --oversubscribe -np 4 -x OMP_NUM_THREADS=1 \
   -x OPENBLAS_NUM_THREADS=1 $IVL caption --model demo.h5 --tp 2 --pp 2 --input samples \
   --out captions --max-tiles 4 --max-new-tokens 24 --progress log
 [ -f captions/samples-000000.done ] || fail "caption did not mark its output done"
@@ -183,8 +186,8 @@ echo "   $(wc -l < captions/samples-000000.jsonl) captions in captions/samples-0
 echo "== 4. --device cuda: the CUDA module beside the executable"
 rc=0; msg=$($IVL chat --model demo.h5 --device cuda --image samples/house.jpg --max-new-tokens 4 x 2>&1) || rc=$?
 echo "   exit $rc: $(echo "$msg" | grep -m1 -E 'error|CUDA' || echo "$msg" | tail -1)"
-if [ -d /usr/local/cuda ]; then
-  # the module and the toolkit loaded; only the GPU is missing (or present: exit 0)
+if [ -d /usr/local/cuda ] || compgen -G "$B/lib/libcudart.so.*" >/dev/null; then
+  # the module and the toolkit's libraries loaded; only the GPU is missing (or present: exit 0)
   [ "$rc" = 0 ] || { [ "$rc" = 3 ] && [[ $msg == *"no CUDA device"* ]]; } ||
     fail "--device cuda did not load the CUDA module with the toolkit's libraries"
 else
@@ -205,11 +208,18 @@ else
 fi
 if [ "$MODE" = bundle ]; then
   # Made on this host: what a user builds on a Debian machine and carries to the cluster.
-  BUNDLE_TAR=$REPO/build-bundle/internvl-bundle.tar.xz
   DEMO_HF=$REPO/build-bundle/demo-hf
-  step "building the bundle on the host: scripts/bundle.sh $BUNDLE_TAR"
-  timed "scripts/bundle.sh (host)" scripts/bundle.sh "$BUNDLE_TAR" > >(sed -u 's/^/  | /') 2>&1
-  sleep 0.2
+  if [ -n "${IVL_BUNDLE_TAR:-}" ]; then
+    BUNDLE_TAR=$(readlink -f "$IVL_BUNDLE_TAR")
+    [ -f "$BUNDLE_TAR" ] || { echo "fresh-debian-check.sh: IVL_BUNDLE_TAR=$IVL_BUNDLE_TAR is not a file; make it with scripts/bundle.sh" >&2; exit 2; }
+    step "checking the given bundle $BUNDLE_TAR ($(du -m --apparent-size "$BUNDLE_TAR" | cut -f1) MiB)"
+  else
+    BUNDLE_TAR=$REPO/build-bundle/internvl-bundle.tar.xz
+    step "building the bundle on the host: scripts/bundle.sh $BUNDLE_TAR"
+    timed "scripts/bundle.sh (host)" scripts/bundle.sh "$BUNDLE_TAR" > >(sed -u 's/^/  | /') 2>&1
+    sleep 0.2
+  fi
+  BUNDLE_NAME=$(basename "$BUNDLE_TAR"); BUNDLE_NAME=${BUNDLE_NAME%.tar.*}
   timed "demo checkpoint folder (host)" tests/gen/make_demo.sh "$DEMO_HF" >/dev/null
 fi
 timed "unpack a pristine root" tar -C "$ROOT" -xf "$BASE_TAR"
@@ -241,7 +251,7 @@ if [ "$MODE" = bundle ]; then
   cp -r "$DEMO_HF" "$ROOT/root/internvl/demo-hf"
   cp -r docs/samples "$ROOT/root/internvl/samples"
   write_bundle_check > "$ROOT/root/internvl/bundle-check.sh"
-  CMD='bash bundle-check.sh'
+  CMD="bash bundle-check.sh $(basename "$BUNDLE_TAR") $BUNDLE_NAME"
   step "checking the bundle in the fresh root (nothing installed there)"
 else
   timed "git clone of HEAD ($(git rev-parse --short HEAD))" \
