@@ -149,6 +149,8 @@ while IFS= read -r -d '' f; do
     [ "$arrow" = "=>" ] || continue
     n_res=$((n_res + 1))
     if [[ $name =~ $GLIBC ]]; then continue; fi
+    real=$(readlink -f "$path" 2>/dev/null || true)
+    if [ "$path" != not ] && [[ $real == "$B"/* ]]; then continue; fi
     if [ "$cuda_mod" = 1 ] && [[ $name =~ $TOOLKIT ]]; then
       if [ "$path" = not ] || [[ $path == /usr/local/cuda* ]]; then
         toolkit_seen="$toolkit_seen $name=>$path"; continue
@@ -161,15 +163,12 @@ while IFS= read -r -d '' f; do
        ! readelf -d "$f" | grep -q "(NEEDED).*\[$name\]"; then
       toolkit_seen="$toolkit_seen $name(for-the-toolkit)=>$path"; continue
     fi
-    real=$(readlink -f "$path" 2>/dev/null || true)
-    if [ "$path" = not ] || [[ $real != "$B"/* ]]; then
-      echo "   ${f#"$B"/}: $name => $path $rest (outside the bundle)"; bad=1
-    fi
+    echo "   ${f#"$B"/}: $name => $path $rest (outside the bundle)"; bad=1
   done <<< "$out"
 done < <(find "$B" -type f -print0)
 [ "$bad" = 0 ] || fail "libraries resolved outside the bundle (above)"
 echo "   $n_elf ELF files, $n_res resolutions: all inside the bundle or glibc's"
-echo "   CUDA toolkit, for the CUDA modules:$(echo "$toolkit_seen" | tr ' ' '\n' | sort -u | tr '\n' ' ')"
+echo "   from the CUDA toolkit, for the CUDA modules:$(echo "${toolkit_seen:- none}" | tr ' ' '\n' | sort -u | tr '\n' ' ')"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 IVL=$NAME/bin/internvl
 echo "== 1. internvl convert (from the bundle): HF folder -> one HDF5 model file"
