@@ -12,6 +12,7 @@
 #   bin/mpirun            runs Open MPI's orterun the same way (Open MPI 4.1.4 from Debian)
 #   bin/internvl-env      those paths: `. bin/internvl-env` (bash) or `bin/internvl-env CMD`
 #   bin/orterun, orted    Open MPI's launcher and daemon (a one-rank run starts orted itself)
+#   bin/internvl-orted    orted with those paths, the daemon mpirun starts on other nodes
 #   libexec/internvl      the executable
 #   lib/                  every library it, Open MPI and PMIx load, except glibc and the CUDA
 #                         driver; the CUDA modules libivl_cuda.so and libivl_nccl.so
@@ -214,6 +215,10 @@ export PMIX_PREFIX="$IVL_BUNDLE" PMIX_LIBDIR="$IVL_BUNDLE/lib" \
        PMIX_SYSCONFDIR="$IVL_BUNDLE/etc" PMIX_MCA_mca_base_component_path="$IVL_BUNDLE/lib/pmix"
 case ":$PATH:" in *":$IVL_BUNDLE/bin:"*) ;; *) PATH="$IVL_BUNDLE/bin:$PATH" ;; esac
 export PATH
+# Daemons on other nodes (started over ssh, or srun inside a Slurm allocation) go through
+# bin/internvl-orted, which sets this environment there too (the bundle must be at the same
+# path on every node, as any Open MPI installation must).
+[ -n "${OMPI_MCA_orte_launch_agent:-}" ] || export OMPI_MCA_orte_launch_agent="$IVL_BUNDLE/bin/internvl-orted"
 # Open MPI's rsh launcher refuses to start when neither ssh nor rsh exists, even for ranks on
 # this node only (one rank starts it too, through orted); the isolated launcher runs one node.
 if [ -z "${OMPI_MCA_plm:-}${OMPI_MCA_plm_rsh_agent:-}${SLURM_JOB_ID:-}" ] &&
@@ -240,7 +245,14 @@ cat > "$B/bin/mpirun" <<'EOF'
 d=$(dirname -- "$(readlink -f -- "$0")")
 exec "$d/internvl-env" "$d/orterun" "$@"
 EOF
-chmod 755 "$B/bin/internvl-env" "$B/bin/internvl" "$B/bin/mpirun"
+cat > "$B/bin/internvl-orted" <<'EOF'
+#!/bin/sh
+# internvl-orted (bundle): Open MPI's orted with bin/internvl-env's paths, for daemons that
+# mpirun starts on other nodes (its orte_launch_agent, set by bin/internvl-env).
+d=$(dirname -- "$(readlink -f -- "$0")")
+exec "$d/internvl-env" "$d/orted" "$@"
+EOF
+chmod 755 "$B/bin/internvl-env" "$B/bin/internvl" "$B/bin/mpirun" "$B/bin/internvl-orted"
 
 {
   echo "internvl bundle, made by scripts/bundle.sh from $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')"

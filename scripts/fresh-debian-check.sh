@@ -28,9 +28,11 @@
 # fail when a library resolves outside the bundle (allowed: glibc's own libraries; for the CUDA
 # modules the toolkit's libcudart/libcublasLt/libnccl, from the bind-mounted toolkit or "not
 # found" with --no-cuda), then the demo from the bundle: convert, info, chat, `mpirun -np 4
-# caption --tp 2 --pp 2` of docs/samples, and --device cuda (which must find the CUDA module
-# beside the executable and, with the toolkit, load it; no GPU here gives exit 3). No package
-# is installed in the root. IVL_BUNDLE_TAR=FILE checks that bundle instead of building one, e.g.
+# caption --tp 2 --pp 2` of docs/samples, --device cuda (which must find the CUDA module
+# beside the executable and, with the toolkit, load it; no GPU here gives exit 3), and the
+# caption job again on two emulated nodes (a stand-in for ssh gives the second node its own
+# hostname and an empty environment) with the same captions. No package is installed in the
+# root. IVL_BUNDLE_TAR=FILE checks that bundle instead of building one, e.g.
 #   scripts/bundle.sh --with-cuda-libs build-bundle/ivl-cuda.tar.gz &&
 #   IVL_BUNDLE_TAR=build-bundle/ivl-cuda.tar.gz scripts/fresh-debian-check.sh --bundle --no-cuda
 set -euo pipefail
@@ -43,7 +45,7 @@ for a in "$@"; do
     --bundle) MODE=bundle ;;
     --no-cuda) WITH_CUDA=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "fresh-debian-check.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -193,6 +195,24 @@ else
   [ "$rc" = 3 ] && [[ $msg == *"$B/"*libivl_cuda.so* || $msg == *libcudart* || $msg == *libcublasLt* ]] ||
     fail "--device cuda without a toolkit: expected the module's missing-library message"
 fi
+echo "== 5. the same caption job on two emulated nodes ($(hostname) + nodeb, 2 ranks each)"
+# A stand-in for ssh: the "remote" node gets its own hostname (a UTS namespace; Open MPI then
+# uses TCP between the nodes) and an empty environment, so its orted and ranks see only what
+# mpirun's remote command and the bundle's bin/internvl-orted set up.
+cat > fake-ssh <<'EOF'
+#!/bin/bash
+host=$1; shift
+exec unshare --uts bash -c 'hostname "$0"; exec env -i HOME=/root PATH=/usr/bin:/bin bash -c "$1"' "$host" "$*"
+EOF
+chmod +x fake-ssh
+OMPI_MCA_plm_rsh_agent=$PWD/fake-ssh $NAME/bin/mpirun --allow-run-as-root --oversubscribe \
+  --host "$(hostname):2,nodeb:2" -np 4 -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 \
+  $IVL caption --model demo.h5 --tp 2 --pp 2 --input samples --out captions-2nodes \
+  --max-tiles 4 --max-new-tokens 24 --progress log
+strip_timings() { sed 's/,"timings":{[^}]*}//' "$1" | sort; }
+diff <(strip_timings captions/samples-000000.jsonl) <(strip_timings captions-2nodes/samples-000000.jsonl) ||
+  fail "two nodes gave other captions than one node"
+echo "   the same $(wc -l < captions-2nodes/samples-000000.jsonl) captions as on one node"
 echo "== bundle-check: PASS"
 CHECK
 }
