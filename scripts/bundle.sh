@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --with-cuda-libs) WITH_CUDA_LIBS=1 ;;
     --build-dir) BUILD=${2:?--build-dir needs a folder}; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     -*) echo "bundle.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) [ -z "$OUT" ] || { echo "bundle.sh: one OUT file only (see --help)" >&2; exit 2; }
        OUT=$1 ;;
@@ -71,9 +71,9 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DIVL_TESTS=OFF -DIVL_CUDA="${
 cmake --build "$BUILD" -j "$(nproc)" --target internvl >/dev/null
 EXE=$BUILD/launcher/internvl
 CUDA_MODS=()
-for m in "$BUILD/core/cuda/libivl_cuda.so" "$BUILD/comm/libivl_nccl.so"; do
-  [ -f "$m" ] && CUDA_MODS+=("$m")
-done
+if cmake --build "$BUILD" --target help | grep -qw ivl_cuda; then   # configured with CUDA
+  CUDA_MODS=("$BUILD/core/cuda/libivl_cuda.so" "$BUILD/comm/libivl_nccl.so")
+fi
 CUDA_DIR=
 [ "${#CUDA_MODS[@]}" -gt 0 ] && CUDA_DIR=$(readlink -f /usr/local/cuda)
 
