@@ -71,7 +71,7 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DIVL_TESTS=OFF -DIVL_CUDA="${
 cmake --build "$BUILD" -j "$(nproc)" --target internvl >/dev/null
 EXE=$BUILD/launcher/internvl
 CUDA_MODS=()
-if cmake --build "$BUILD" --target help | grep -qw ivl_cuda; then   # configured with CUDA
+if cmake --build "$BUILD" --target help | grep -w ivl_cuda >/dev/null; then   # configured with CUDA
   CUDA_MODS=("$BUILD/core/cuda/libivl_cuda.so" "$BUILD/comm/libivl_nccl.so")
 fi
 CUDA_DIR=
