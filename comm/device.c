@@ -2,6 +2,7 @@
 // NCCL id that group rank 0 broadcasts over MPI.
 #include "comm/device.h"
 #include "comm/mpi_check.h"
+#include "core/backend.h"
 #include "core/check.h"
 #include "core/log.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef IVL_COMM_MODULE_DIR
 #define IVL_COMM_MODULE_DIR "."
@@ -16,14 +18,16 @@
 
 static const ivl_nccl_module *g_module;
 
-// 0 with g_module set, or -1 with a message. IVL_NCCL_MODULE overrides the path.
+// 0 with g_module set, or -1 with a message. IVL_NCCL_MODULE overrides the path; otherwise
+// ../lib beside the executable (a relocated bundle, scripts/bundle.sh), then the build dir.
 static int load_module(void) {
     if (g_module) return 0;
     char path[4096];
     const char *env = getenv("IVL_NCCL_MODULE");
     if (env && *env)
         snprintf(path, sizeof path, "%s", env);
-    else
+    else if (ivl_exe_lib_path(IVL_NCCL_MODULE_FILE, path, sizeof path) != 0 ||
+             access(path, F_OK) != 0)
         snprintf(path, sizeof path, "%s/%s", IVL_COMM_MODULE_DIR, IVL_NCCL_MODULE_FILE);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h)

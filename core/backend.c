@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 // The CUDA backend is a separate shared module so that CPU-only runs never load cuBLAS
 // (about 0.5 s and 210 MB per process). It exports:
@@ -15,14 +16,33 @@
 typedef int (*probe_fn)(char *msg, size_t n);
 typedef ivl_backend *(*create_fn)(int device);
 
+int ivl_exe_lib_path(const char *file, char *out, size_t n) {
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = '\0';   // the executable's folder, e.g. <bundle>/bin
+    int w = snprintf(out, n, "%s/../lib/%s", exe, file);
+    return w > 0 && (size_t)w < n ? 0 : -1;
+}
+
 static void *open_cuda_module(char *why, size_t n) {
     const char *env = getenv("IVL_CUDA_MODULE");
-    const char *candidates[3] = {env, IVL_CUDA_MODULE_DIR "/libivl_cuda.so", "libivl_cuda.so"};
-    for (int i = 0; i < 3; i++) {
+    char beside[4096];
+    int have_beside = ivl_exe_lib_path("libivl_cuda.so", beside, sizeof beside) == 0 &&
+                      access(beside, F_OK) == 0;
+    const char *candidates[4] = {env, have_beside ? beside : NULL,
+                                 IVL_CUDA_MODULE_DIR "/libivl_cuda.so", "libivl_cuda.so"};
+    int found = 0;   // a module that exists but does not load says more than "not found"
+    for (int i = 0; i < 4; i++) {
         if (!candidates[i]) continue;
         void *h = dlopen(candidates[i], RTLD_NOW | RTLD_LOCAL);
         if (h) return h;
-        snprintf(why, n, "%s", dlerror());
+        int exists = strchr(candidates[i], '/') && access(candidates[i], F_OK) == 0;
+        if (exists || !found) snprintf(why, n, "%s", dlerror());
+        found |= exists;
     }
     return NULL;
 }

@@ -151,12 +151,19 @@ struct ivl_backend {
 // Backends. ivl_backend_create("cpu" | "cuda" | "auto", device_index):
 // "cuda" loads the CUDA module (libivl_cuda.so) with dlopen and ends the job with a clear
 // message when it or a GPU is missing; "auto" takes CUDA when a GPU is usable, else CPU.
+// The module is looked for in $IVL_CUDA_MODULE, then ../lib next to the executable (a
+// relocated bundle, scripts/bundle.sh), then the build dir.
 ivl_backend *ivl_backend_create(const char *kind, int device_index);
 // GPUs the CUDA runtime shows this process (CUDA_VISIBLE_DEVICES applied), or 0 with the
 // reason in why (no CUDA module in this build, no driver, no GPU). Loads the CUDA module.
 int ivl_backend_gpu_count(char *why, size_t n);
 ivl_backend *ivl_backend_cpu_create(void);
 void ivl_backend_destroy(ivl_backend *be);
+
+// The path of FILE in the lib/ folder beside the running executable's folder
+// (<dir of /proc/self/exe>/../lib/FILE), where a relocated bundle keeps its modules.
+// 0, or -1 when /proc/self/exe cannot be read or the path does not fit in n.
+int ivl_exe_lib_path(const char *file, char *out, size_t n);
 
 // Upload helper: new backend tensor with the shape of src, filled from the host tensor src.
 ivl_tensor ivl_backend_from_host(ivl_backend *be, const ivl_tensor *src_host);

@@ -5,7 +5,7 @@
 # second without touching the network. Needs root (or sudo).
 #
 #   scripts/install-deps.sh            build + run deps, plus numpy and the sentencepiece module
-#                                      (the demo checkpoint generator)
+#                                      (the demo checkpoint generator), patchelf (bundle.sh)
 #   scripts/install-deps.sh --tests    also the test/bench deps: torch (Python reference), h5py,
 #                                      Pillow, sentencepiece module, Slurm + munge, clang/libFuzzer,
 #                                      valgrind, gnuplot
@@ -36,6 +36,7 @@ PKGS=(
   libarchive-dev libcjson-dev                     # tar shards, JSON
   python3 python3-numpy                           # test/demo checkpoint generator,
   python3-sentencepiece python3-protobuf          #   which also writes the tokenizer files
+  patchelf xz-utils                               # scripts/bundle.sh: $ORIGIN RUNPATHs, .tar.xz
 )
 if [ "$WITH_TESTS" = 1 ]; then
   PKGS+=(
