@@ -17,6 +17,7 @@
 #include "launcher/commands.h"
 #include "launcher/run_util.h"
 #include "parallel/caption_input.h"
+#include "parallel/caption_lock.h"
 #include "parallel/caption_out.h"
 #include "parallel/caption_run.h"
 #include "parallel/dist.h"
@@ -219,7 +220,9 @@ int cmd_caption(int argc, char **argv) {
     ivl_cap_inputs in = {0};
     int ok = 1;
     if (rank == 0) {
-        if (ivl_cap_out_check_dir(out_dir) != 0 || ivl_cap_inputs_build(inputs, ninputs, chunk, &in) != 0) {
+        // A unit another job is writing stops this one now (caption_lock.h).
+        if (ivl_cap_out_check_dir(out_dir) != 0 || ivl_cap_inputs_build(inputs, ninputs, chunk, &in) != 0 ||
+            ivl_cap_lock_precheck(out_dir, &in) != 0) {
             LOG_ERROR("%s", ivl_last_error());
             ok = 0;
         } else {

@@ -103,6 +103,7 @@ static void *feed_main(void *arg) {
         if (ivl_cap_out_open(f->out_dir, unit->name, &st->out, &complete) != 0) {
             ev.kind = IVL_CAP_EV_FATAL;
             ev.message = ivl_strdup(ivl_last_error());
+            ivl_cap_out_close(&st->out);   // drops the unit's lock if it was taken
             push(f, &ev);
             break;
         }

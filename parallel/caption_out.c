@@ -66,13 +66,17 @@ int ivl_cap_out_open(const char *dir, const char *name, ivl_cap_out *o, int *com
     o->done_path = join(dir, name, ".done");
     o->dir = ivl_strdup(dir);
     ivl_keyset_init(&o->keys);
+    o->lock.fd = -1;
     *complete = 0;
+    // The lock first: the marker and the file are only read by the one job that writes them.
+    if (ivl_cap_lock_unit(dir, name, &o->lock) != 0) return -1;
     FILE *df = fopen(o->done_path, "r");
     if (df) {
         long long n = 0;
         if (fscanf(df, "%lld", &n) != 1) n = 0;
         fclose(df);
         o->lines = n;
+        o->marked = 1;
         *complete = 1;
         return 0;
     }
@@ -155,17 +159,20 @@ int ivl_cap_out_mark_done(ivl_cap_out *o) {
     }
     free(tmp);
     fsync_dir(o->dir);
+    o->marked = 1;
     return 0;
 }
 
 void ivl_cap_out_close(ivl_cap_out *o) {
     if (o->fd >= 0) close(o->fd);
+    ivl_cap_lock_release(&o->lock, o->marked);
     free(o->path);
     free(o->done_path);
     free(o->dir);
     if (o->keys.slots) ivl_keyset_free(&o->keys);
     memset(o, 0, sizeof *o);
     o->fd = -1;
+    o->lock.fd = -1;
 }
 
 int ivl_cap_out_check_dir(const char *dir) {
