@@ -22,6 +22,7 @@ typedef struct {
     int64_t expected;     // images of this unit this run hands out; -1 until sealed
     int64_t written;      // of those, results written
     int64_t pending;      // of those, results waiting in the write buffer
+    int64_t retried;      // of those, not written: retried by the next run (caption_retry.h)
     int complete, failed;
 } ivl_cap_unit_state;
 

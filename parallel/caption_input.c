@@ -392,6 +392,7 @@ int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
                          n < 0 ? archive_error_string(r->a) : "unexpected end of the shard");
                 free(it->data);
                 it->data = NULL;
+                it->retry = 1;   // the shard's fault, not the image's: retried once it is whole
                 return 1;
             }
             got += n;

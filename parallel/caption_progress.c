@@ -66,9 +66,13 @@ void ivl_cap_progress_finish(ivl_cap_progress *p, int64_t units_done, int64_t un
         fputc('\n', stderr);
     }
     double el = ivl_cap_now() - p->t0;
-    LOG_INFO("summary: %lld captioned, %lld skipped (done before), %lld failed; %lld/%lld outputs "
+    char extra[160] = "";
+    if (p->retried)
+        snprintf(extra, sizeof extra, ", %lld to retry (I/O or shard errors, not written: run "
+                 "again)", (long long)p->retried);
+    LOG_INFO("summary: %lld captioned, %lld skipped (done before), %lld failed%s; %lld/%lld outputs "
              "complete%s%s; %.1f s, %.2f images/s, %.1f tokens/s",
-             (long long)p->done, (long long)p->skipped, (long long)p->failed, (long long)units_done,
+             (long long)p->done, (long long)p->skipped, (long long)p->failed, extra, (long long)units_done,
              (long long)units, units_failed ? ", some inputs unreadable" : "",
              stopped ? ", stopped early (run again to continue)" : "", el,
              el > 0 ? (p->done + p->failed) / el : 0.0, el > 0 ? p->tokens / el : 0.0);

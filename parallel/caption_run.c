@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "parallel/caption_feed.h"
 #include "parallel/caption_progress.h"
+#include "parallel/caption_retry.h"
 
 // ---- prompts ----
 
@@ -115,6 +116,21 @@ static void error_result(leader *L, int unit, const char *key, const char *sourc
     L->prog.failed++;
 }
 
+static void maybe_complete(leader *L, int u);
+
+// An image whose failure is not its own (caption_retry.h): no line; the unit stays
+// incomplete, so the next run reads the key again.
+static void retry_later(leader *L, int unit, const char *key, const char *msg) {
+    ivl_cap_unit_state *st = &L->units[unit];
+    st->retried++;
+    st->failed = 1;
+    L->prog.retried++;
+    if (L->sum->retried++ < 20)
+        LOG_WARN("%s: key '%s' not recorded, it is retried by the next run: %s",
+                 L->in->units[unit].name, key, msg);
+    maybe_complete(L, unit);
+}
+
 static void finish_seq(leader *L, seq_state *s) {
     char *text = ivl_tokenizer_decode(L->e->tok, s->gen, s->ngen, 1, NULL);
     char *cap = ivl_chat_response(L->e->tmpl, text ? text : "");
@@ -148,7 +164,8 @@ static void finish_seq(leader *L, seq_state *s) {
 
 static void maybe_complete(leader *L, int u) {
     ivl_cap_unit_state *st = &L->units[u];
-    if (st->complete || st->expected < 0 || st->written < st->expected || st->pending) return;
+    if (st->complete || st->expected < 0 || st->written + st->retried < st->expected || st->pending)
+        return;
     if (st->failed) {
         ivl_cap_out_close(&st->out);
         st->complete = 1;   // closed, but no .done marker: the next run tries again
@@ -191,7 +208,9 @@ static void flush_all(leader *L) {
 static int unit_ready(leader *L) {
     for (int u = 0; u < L->in->n; u++) {
         ivl_cap_unit_state *st = &L->units[u];
-        if (!st->complete && st->expected >= 0 && st->written + st->pending >= st->expected) return 1;
+        if (!st->complete && st->expected >= 0 &&
+            st->written + st->pending + st->retried >= st->expected)
+            return 1;
     }
     return 0;
 }
@@ -338,7 +357,11 @@ static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, in
             continue;
         }
         if (ev.item.error || ev.img.status != 0) {
-            error_result(L, ev.unit, ev.item.key, ev.item.source, ev.item.error ? ev.item.error : ev.img.error);
+            const char *msg = ev.item.error ? ev.item.error : ev.img.error;
+            if (ivl_cap_failure_is_final(&ev.item, &ev.img))
+                error_result(L, ev.unit, ev.item.key, ev.item.source, msg);
+            else
+                retry_later(L, ev.unit, ev.item.key, msg);
             ivl_cap_event_free(&ev);
             continue;
         }
