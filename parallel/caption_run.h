@@ -48,7 +48,7 @@ typedef struct {
     double flush_s;              // results reach the disk at least this often (0: every step)
     double log_s;                // progress line interval when stderr is not a terminal
     int progress_bar;            // 1: \r progress bar, 0: log lines
-    int64_t max_member_bytes;    // larger tar members become error results
+    int64_t max_member_bytes;    // larger tar members and image files become error results
     volatile sig_atomic_t *stop_level;   // set by the launcher's signal handlers
 } ivl_caption_opts;
 
