@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "parallel/caption_utf8.h"
 
 struct ivl_cap_feed {
     const ivl_cap_inputs *in;
@@ -77,19 +78,24 @@ typedef struct {
     const char *unit;
 } skip_ctx;
 
-static int skip_fn(void *vctx, const char *key) {
+// Keys are compared as they are written (caption_utf8.h: escaped when not UTF-8).
+static int skip_fn(void *vctx, const char *raw) {
     skip_ctx *c = vctx;
-    if (ivl_keyset_has(c->done, key)) {
+    int esc;
+    char *key = ivl_cap_key_json(raw, &esc);
+    int skip = 0;
+    // A result file from before the escaping holds such a key as raw bytes: done as well.
+    if (ivl_keyset_has(c->done, key) || (esc && ivl_keyset_has(c->done, raw))) {
         c->skipped++;
-        return 1;
-    }
-    if (!ivl_keyset_add(&c->seen, key)) {
+        skip = 1;
+    } else if (!ivl_keyset_add(&c->seen, key)) {
         if (c->dups++ < 5)
             LOG_WARN("%s: key '%s' appears twice in the input; only the first image is captioned",
                      c->unit, key);
-        return 1;
+        skip = 1;
     }
-    return 0;
+    free(key);
+    return skip;
 }
 
 static void *feed_main(void *arg) {

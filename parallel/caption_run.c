@@ -13,6 +13,7 @@
 #include "parallel/caption_feed.h"
 #include "parallel/caption_progress.h"
 #include "parallel/caption_retry.h"
+#include "parallel/caption_utf8.h"
 
 // ---- prompts ----
 
@@ -99,18 +100,31 @@ static void add_result(leader *L, int unit, cJSON *j) {
     cJSON_Delete(j);
 }
 
+// Adds name: s as valid UTF-8 (caption_utf8.h); with hex_name, the raw bytes too when escaped.
+static void add_text(cJSON *j, const char *name, const char *s, const char *hex_name) {
+    int esc;
+    char *t = ivl_cap_key_json(s, &esc);
+    cJSON_AddStringToObject(j, name, t);
+    free(t);
+    if (esc && hex_name) {
+        char *h = ivl_cap_hex(s);
+        cJSON_AddStringToObject(j, hex_name, h);
+        free(h);
+    }
+}
+
 static cJSON *result_head(leader *L, const char *key, const char *source) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "key", key);
-    cJSON_AddStringToObject(j, "source", source ? source : "");
-    cJSON_AddStringToObject(j, "model", L->e->cfg->name);
-    cJSON_AddStringToObject(j, "prompt", L->o->prompt);
+    add_text(j, "key", key, "key_hex");
+    add_text(j, "source", source ? source : "", "source_hex");
+    add_text(j, "model", L->e->cfg->name, NULL);
+    add_text(j, "prompt", L->o->prompt, NULL);
     return j;
 }
 
 static void error_result(leader *L, int unit, const char *key, const char *source, const char *msg) {
     cJSON *j = result_head(L, key, source);
-    cJSON_AddStringToObject(j, "error", msg);
+    add_text(j, "error", msg, NULL);
     add_result(L, unit, j);
     L->sum->failed++;
     L->prog.failed++;
@@ -135,7 +149,7 @@ static void finish_seq(leader *L, seq_state *s) {
     char *text = ivl_tokenizer_decode(L->e->tok, s->gen, s->ngen, 1, NULL);
     char *cap = ivl_chat_response(L->e->tmpl, text ? text : "");
     cJSON *j = result_head(L, s->key, s->source);
-    cJSON_AddStringToObject(j, "caption", cap ? cap : "");
+    add_text(j, "caption", cap ? cap : "", NULL);   // U+FFFD already (detok), to be sure
     cJSON_AddNumberToObject(j, "tiles", s->tiles);
     cJSON_AddNumberToObject(j, "width", s->width);
     cJSON_AddNumberToObject(j, "height", s->height);
