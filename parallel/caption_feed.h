@@ -41,6 +41,8 @@ typedef struct {
     ivl_cap_item item;       // IMAGE
     ivl_image_result img;    // IMAGE without item.error
     int64_t count, skipped;  // SEALED / UNIT_DONE: images skipped as already done
+    int64_t dups;            // SEALED / UNIT_FAILED: keys twice in the unit (2nd skipped)
+    int64_t dups_across;     // ... keys also in an earlier unit of this run (captioned)
     char *message;           // UNIT_FAILED / FATAL
 } ivl_cap_event;
 

@@ -264,6 +264,10 @@ static int handle_event(leader *L, ivl_cap_event *ev) {
         st->expected = ev->count;
         L->sum->skipped += ev->skipped;
         L->prog.skipped += ev->skipped;
+        L->sum->dups += ev->dups;
+        L->sum->dups_across += ev->dups_across;
+        L->prog.dups += ev->dups;
+        L->prog.dups_across += ev->dups_across;
         if (ev->kind == IVL_CAP_EV_UNIT_FAILED) {
             LOG_ERROR("%s (its output stays incomplete; the next run tries it again)", ev->message);
             st->failed = 1;

@@ -74,6 +74,7 @@ typedef struct {
 typedef struct {
     int64_t done, skipped, failed;   // images captioned, skipped (done before), error lines
     int64_t retried;                 // images not written, retried by the next run (I/O errors)
+    int64_t dups, dups_across;       // keys twice in one output (skipped) / also in another one
     int64_t units, units_done, units_failed;
     int64_t gen_tokens, prompt_tokens;
     double seconds;
