@@ -2,9 +2,11 @@
 // the same --out and the same inputs (a double submit, a requeued Slurm task overlapping the
 // one still running) would otherwise both caption every key and both append it. Array tasks
 // of slurm/caption.sbatch share one --out with disjoint shards, so the unit of locking is the
-// output unit, not the folder: rank 0 locks DIR/<unit>.lock before it reads the unit's .done
-// marker or result file and holds the lock until the unit is closed. A job that finds a unit
-// locked stops with a message naming the file and the holder (pid, host, start time).
+// output unit, not the folder: rank 0 locks DIR/<unit>.lock before it reads or writes the
+// unit's result file and holds the lock until the unit is closed (a unit whose .done marker
+// exists needs no lock: the marker appears whole by rename and is never written again). A
+// job that finds a unit locked stops with a message naming the file and the holder (pid,
+// host, start time).
 //
 // The lock is an fcntl record lock on the whole file (Linux open file description lock,
 // F_OFD_SETLK; plain F_SETLK where the kernel lacks it), never a lock *file* whose existence

@@ -32,9 +32,9 @@ typedef struct {
     int marked;          // the .done marker exists (written, or found by open)
 } ivl_cap_out;
 
-// Locks the unit (caption_lock.h), then opens (creating) DIR/<name>.jsonl for appending, after
-// a resume scan. *complete = 1 when the .done marker exists: then nothing is opened, and
-// o->lines holds the marker's count. Returns 0, or -1 + ivl_last_error() (another job holds
+// Opens (creating) DIR/<name>.jsonl for appending, after a resume scan, holding the unit's
+// lock (caption_lock.h). *complete = 1 when the .done marker exists: then nothing is opened
+// (no lock is needed to see a marker), and o->lines holds the marker's count. Returns 0, or -1 + ivl_last_error() (another job holds
 // the unit, or the file cannot be created, read or truncated); close it in either case.
 int ivl_cap_out_open(const char *dir, const char *name, ivl_cap_out *o, int *complete);
 // Appends len bytes of whole lines (nlines of them) and fsyncs. On failure the file is cut

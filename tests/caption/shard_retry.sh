@@ -30,4 +30,30 @@ timeout 60 "$BIN" caption $ARGS --input "$T/in/00000.tar" --out "$T/out" > "$T/r
 cat "$T/rerun.log"
 $CHECK "$T/out" "$EXP" --ref "$W/ref" --units 00000 --complete --count 4 || fail "after the repair"
 [ "$(cat "$T/out/00000.done")" = 4 ] || fail ".done count $(cat "$T/out/00000.done"), expected 4"
+# An image file that cannot be read (EACCES: run as nobody, since root reads anything) is an
+# I/O failure too: no line, no .done, exit 1; once readable, the rerun captions it. A list
+# entry naming a file that does not exist stays a final error line (the list's own fault).
+AS=""; [ "$(id -u)" = 0 ] && AS="runuser -u nobody --"
+if [ -n "$AS" ] && ! $AS sh -c "test -x '$BIN' && test -r '$MODEL' && test -x '$T'" 2>/dev/null; then
+  echo "skip: unreadable file case: the build tree is not reachable by user nobody"
+else
+  mkdir -p "$T/files" "$T/fout" && chmod 777 "$T/fout"
+  cp "$W/data/listimgs/l0.jpg" "$T/files/ok.jpg"
+  cp "$W/data/listimgs/l1.jpg" "$T/files/locked.jpg"
+  chmod 644 "$T/files/ok.jpg"; chmod 000 "$T/files/locked.jpg"
+  printf 'kok\t%s\nklocked\t%s\nkmissing\t%s\n' "$T/files/ok.jpg" "$T/files/locked.jpg" "$T/files/nope.jpg" > "$T/files/list.txt"
+  chmod 755 "$T/files"; chmod 644 "$T/files/list.txt"
+  $AS timeout -k 5 60 "$BIN" caption $ARGS --input "$T/files/list.txt" --out "$T/fout" > "$T/files.log" 2>&1
+  rc=$?
+  cat "$T/files.log"
+  [ $rc -eq 1 ] || fail "unreadable file: exit $rc, expected 1"
+  grep -q '"key":"klocked"' "$T/fout/"*.jsonl && fail "the unreadable file got a result line"
+  grep -q '"key":"kmissing".*"error"' "$T/fout/"*.jsonl || fail "the missing file got no error line"
+  ls "$T/fout/"*.done 2>/dev/null && fail "a unit with an unreadable file was marked done"
+  grep -q "key 'klocked' not recorded, it is retried by the next run: .*Permission denied" "$T/files.log" || fail "no retry message"
+  chmod 644 "$T/files/locked.jpg"
+  $AS timeout -k 5 60 "$BIN" caption $ARGS --input "$T/files/list.txt" --out "$T/fout" > "$T/files2.log" 2>&1 || { cat "$T/files2.log"; fail "rerun after chmod"; }
+  grep -q "1 captioned, 2 skipped" "$T/files2.log" || { cat "$T/files2.log"; fail "the rerun did not caption just the retried file"; }
+  grep -q '"key":"klocked".*"caption"' "$T/fout/"*.jsonl || fail "the retried file has no caption"
+fi
 echo PASS
