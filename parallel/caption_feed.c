@@ -30,6 +30,7 @@ struct ivl_cap_feed {
     ivl_cap_event front;      // an unpopped event (front_set)
     int front_set;
     ivl_cap_dups keys;        // every key this run read, with its first unit (feeder thread)
+    int64_t warned_across;    // warnings given for keys in two outputs (at most 20 a job)
 };
 
 void ivl_cap_event_free(ivl_cap_event *ev) {
@@ -81,6 +82,7 @@ typedef struct {
     int unit_idx;
     ivl_cap_dups *all;
     const ivl_cap_inputs *in;
+    int64_t *warned_across;
 } skip_ctx;
 
 // Keys are compared as they are written (caption_utf8.h: escaped when not UTF-8).
@@ -103,10 +105,12 @@ static int skip_fn(void *vctx, const char *raw) {
     } else if (first >= 0) {
         // Two outputs may: the images may differ (keys that restart in every shard), so both
         // are captioned, each into its own output; the user learns of it here.
-        if (c->dups_across++ < 5)
+        c->dups_across++;
+        if ((*c->warned_across)++ < 20)
             LOG_WARN("%s: key '%s' is also in output %s; it is captioned in both (keys are unique "
-                     "per output file; join results on output and key)", c->unit, key,
-                     c->in->units[first].name);
+                     "per output file; join results on output and key)%s", c->unit, key,
+                     c->in->units[first].name,
+                     *c->warned_across == 20 ? "; more such keys are only counted in the summary" : "");
     }
     free(key);
     return skip;
@@ -142,7 +146,7 @@ static void *feed_main(void *arg) {
             if (push(f, &ev) != 0) break;
             continue;
         }
-        skip_ctx sc = {&st->out.keys, {0}, 0, 0, 0, unit->name, u, &f->keys, f->in};
+        skip_ctx sc = {&st->out.keys, {0}, 0, 0, 0, unit->name, u, &f->keys, f->in, &f->warned_across};
         ivl_keyset_init(&sc.seen);
         int64_t handed = 0;
         int rc = 0, stopped = 0;
