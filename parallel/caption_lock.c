@@ -51,7 +51,8 @@ static void read_note(int fd, char *buf, size_t n) {
     buf[strcspn(buf, "\n")] = 0;
 }
 
-int ivl_cap_lock_unit(const char *dir, const char *name, ivl_cap_lock *l) {
+// note = 0: a probe (the start-up check), which leaves the holder's note of the file alone.
+static int lock_unit(const char *dir, const char *name, ivl_cap_lock *l, int note_it) {
     l->fd = -1;
     size_t n = strlen(dir) + strlen(name) + 8;
     l->path = ivl_malloc(n);
@@ -83,6 +84,8 @@ int ivl_cap_lock_unit(const char *dir, const char *name, ivl_cap_lock *l) {
                           "IVL_CAPTION_NO_LOCK=1 if you are sure no other job writes there "
                           "(docs/limits.md)", l->path, strerror(err), dir);
     }
+    l->fd = fd;
+    if (!note_it) return 0;
     // Ours: leave a note for the message a second job prints.
     char note[256], when[32];
     time_t now = time(NULL);
@@ -93,8 +96,11 @@ int ivl_cap_lock_unit(const char *dir, const char *name, ivl_cap_lock *l) {
     if (ftruncate(fd, 0) != 0 || pwrite(fd, note, (size_t)len, 0) != len)
         LOG_WARN("%s: cannot write the holder's note: %s (the lock is held all the same)",
                  l->path, strerror(errno));
-    l->fd = fd;
     return 0;
+}
+
+int ivl_cap_lock_unit(const char *dir, const char *name, ivl_cap_lock *l) {
+    return lock_unit(dir, name, l, 1);
 }
 
 void ivl_cap_lock_release(ivl_cap_lock *l, int remove) {
@@ -120,7 +126,7 @@ int ivl_cap_lock_precheck(const char *dir, const ivl_cap_inputs *in) {
         free(done);
         if (complete) continue;
         ivl_cap_lock l;
-        int rc = ivl_cap_lock_unit(dir, in->units[u].name, &l);
+        int rc = lock_unit(dir, in->units[u].name, &l, 0);
         ivl_cap_lock_release(&l, 0);
         return rc;
     }
