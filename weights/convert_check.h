@@ -1,9 +1,10 @@
 // convert_check.h - is a Hugging Face checkpoint one the engine can use? Checked by
 // `internvl convert` right after config.json is parsed, before any plan or tensor is built
-// (issue 18): a config with absurd sizes (1e9 layers ran the converter out of memory with no
-// message), more tiles than chat/caption accept, an architecture that is not InternVL, or a
-// folder without tokenizer.model (the file converted, and then no command could run it).
-// Every message names the key or file and says what is expected. Limits: docs/limits.md.
+// (issue 18): an architecture that is not InternVL, or a folder without tokenizer.model (the
+// file converted, and then no command could run it). Sizes and tile counts are bounded by
+// ivl_model_config_parse itself (core/models/config.c: 1e9 layers ran the converter out of
+// memory with no message), so a model file cannot bring them in either. Every message names
+// the key or file and says what is expected. Limits: docs/limits.md ("Checkpoints").
 #ifndef IVL_WEIGHTS_CONVERT_CHECK_H
 #define IVL_WEIGHTS_CONVERT_CHECK_H
 
