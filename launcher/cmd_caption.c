@@ -17,6 +17,7 @@
 #include "launcher/commands.h"
 #include "launcher/run_util.h"
 #include "parallel/caption_input.h"
+#include "parallel/caption_lock.h"
 #include "parallel/caption_out.h"
 #include "parallel/caption_run.h"
 #include "parallel/session.h"
@@ -50,7 +51,8 @@ static void usage(FILE *f) {
         "                         0 = after every step)\n"
         "  --log-interval S       progress line period when stderr is not a terminal (default 30)\n"
         "  --progress bar|log     force the progress style (default: bar on a terminal)\n"
-        "  --max-member-mb M      tar members above M MiB become error lines (default 256)\n"
+        "  --max-member-mb M      tar members and image files above M MiB become error lines\n"
+        "                         (default 256); only regular files are read\n"
         "  --device D             cpu (default), cuda or auto\n"
         "  --tp T --pp P          tensor x pipeline parallel layout (world = T x P, under mpirun)\n"
         "  --pp-layers A,B,..  --microbatches M  --vit-tp V (split the ViT over V ranks)\n"
@@ -206,7 +208,9 @@ int cmd_caption(int argc, char **argv) {
     ivl_cap_inputs in = {0};
     int ok = 1;
     if (rank == 0) {
-        if (ivl_cap_out_check_dir(out_dir) != 0 || ivl_cap_inputs_build(inputs, ninputs, chunk, &in) != 0) {
+        // A unit another job is writing stops this one now (caption_lock.h).
+        if (ivl_cap_out_check_dir(out_dir) != 0 || ivl_cap_inputs_build(inputs, ninputs, chunk, &in) != 0 ||
+            ivl_cap_lock_precheck(out_dir, &in) != 0) {
             LOG_ERROR("%s", ivl_last_error());
             ok = 0;
         } else {

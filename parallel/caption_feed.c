@@ -10,6 +10,8 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "parallel/caption_dups.h"
+#include "parallel/caption_utf8.h"
 
 struct ivl_cap_feed {
     const ivl_cap_inputs *in;
@@ -27,6 +29,8 @@ struct ivl_cap_feed {
     int stop;
     ivl_cap_event front;      // an unpopped event (front_set)
     int front_set;
+    ivl_cap_dups keys;        // every key this run read, with its first unit (feeder thread)
+    int64_t warned_across;    // warnings given for keys in two outputs (at most 20 a job)
 };
 
 void ivl_cap_event_free(ivl_cap_event *ev) {
@@ -73,23 +77,43 @@ static int pull_one(ivl_cap_feed *f) {
 typedef struct {
     ivl_keyset *done;
     ivl_keyset seen;
-    int64_t skipped, dups;
+    int64_t skipped, dups, dups_across;
     const char *unit;
+    int unit_idx;
+    ivl_cap_dups *all;
+    const ivl_cap_inputs *in;
+    int64_t *warned_across;
 } skip_ctx;
 
-static int skip_fn(void *vctx, const char *key) {
+// Keys are compared as they are written (caption_utf8.h: escaped when not UTF-8).
+static int skip_fn(void *vctx, const char *raw) {
     skip_ctx *c = vctx;
-    if (ivl_keyset_has(c->done, key)) {
+    int esc;
+    char *key = ivl_cap_key_json(raw, &esc);
+    int skip = 0;
+    int first = ivl_cap_dups_add(c->all, key, c->unit_idx);   // another output had it first
+    // A result file from before the escaping holds such a key as raw bytes: done as well.
+    if (ivl_keyset_has(c->done, key) || (esc && ivl_keyset_has(c->done, raw))) {
         c->skipped++;
-        return 1;
-    }
-    if (!ivl_keyset_add(&c->seen, key)) {
+        skip = 1;
+    } else if (!ivl_keyset_add(&c->seen, key)) {
+        // One output file cannot hold a key twice: the first image is the key's result.
         if (c->dups++ < 5)
             LOG_WARN("%s: key '%s' appears twice in the input; only the first image is captioned",
                      c->unit, key);
-        return 1;
+        skip = 1;
+    } else if (first >= 0) {
+        // Two outputs may: the images may differ (keys that restart in every shard), so both
+        // are captioned, each into its own output; the user learns of it here.
+        c->dups_across++;
+        if ((*c->warned_across)++ < 20)
+            LOG_WARN("%s: key '%s' is also in output %s; it is captioned in both (keys are unique "
+                     "per output file; join results on output and key)%s", c->unit, key,
+                     c->in->units[first].name,
+                     *c->warned_across == 20 ? "; more such keys are only counted in the summary" : "");
     }
-    return 0;
+    free(key);
+    return skip;
 }
 
 static void *feed_main(void *arg) {
@@ -103,6 +127,7 @@ static void *feed_main(void *arg) {
         if (ivl_cap_out_open(f->out_dir, unit->name, &st->out, &complete) != 0) {
             ev.kind = IVL_CAP_EV_FATAL;
             ev.message = ivl_strdup(ivl_last_error());
+            ivl_cap_out_close(&st->out);   // drops the unit's lock if it was taken
             push(f, &ev);
             break;
         }
@@ -121,7 +146,7 @@ static void *feed_main(void *arg) {
             if (push(f, &ev) != 0) break;
             continue;
         }
-        skip_ctx sc = {&st->out.keys, {0}, 0, 0, unit->name};
+        skip_ctx sc = {&st->out.keys, {0}, 0, 0, 0, unit->name, u, &f->keys, f->in, &f->warned_across};
         ivl_keyset_init(&sc.seen);
         int64_t handed = 0;
         int rc = 0, stopped = 0;
@@ -164,6 +189,8 @@ static void *feed_main(void *arg) {
         ivl_keyset_free(&sc.seen);
         if (stopped) break;
         ev.skipped = sc.skipped;
+        ev.dups = sc.dups;
+        ev.dups_across = sc.dups_across;
         if (rc < 0) {
             ev.kind = IVL_CAP_EV_UNIT_FAILED;
             ev.message = ivl_strdup(ivl_last_error());
@@ -196,6 +223,7 @@ ivl_cap_feed *ivl_cap_feed_start(const ivl_cap_inputs *in, ivl_cap_unit_state *s
     f->max_member_bytes = max_member_bytes;
     f->cap = queue < 2 ? 2 : queue;
     f->q = ivl_calloc((size_t)f->cap, sizeof *f->q);
+    ivl_cap_dups_init(&f->keys);
     f->pipe = ivl_image_pipeline_create(f->threads, 2 * f->threads, &f->popt);
     IVL_CHECK(f->pipe, "image pipeline: %s", ivl_last_error());
     pthread_mutex_init(&f->mu, NULL);
@@ -271,6 +299,7 @@ void ivl_cap_feed_stop(ivl_cap_feed *f) {
     pthread_cond_destroy(&f->cv_put);
     pthread_cond_destroy(&f->cv_get);
     free(f->q);
+    ivl_cap_dups_free(&f->keys);
     free(f->out_dir);
     free(f);
 }

@@ -22,6 +22,7 @@ typedef struct {
     int64_t expected;     // images of this unit this run hands out; -1 until sealed
     int64_t written;      // of those, results written
     int64_t pending;      // of those, results waiting in the write buffer
+    int64_t retried;      // of those, not written: retried by the next run (caption_retry.h)
     int complete, failed;
 } ivl_cap_unit_state;
 
@@ -40,6 +41,8 @@ typedef struct {
     ivl_cap_item item;       // IMAGE
     ivl_image_result img;    // IMAGE without item.error
     int64_t count, skipped;  // SEALED / UNIT_DONE: images skipped as already done
+    int64_t dups;            // SEALED / UNIT_FAILED: keys twice in the unit (2nd skipped)
+    int64_t dups_across;     // ... keys also in an earlier unit of this run (captioned)
     char *message;           // UNIT_FAILED / FATAL
 } ivl_cap_event;
 

@@ -104,8 +104,19 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-// Recursive walk; rel is the path below the root ("" at the top).
-static int walk(const char *root, const char *rel, file_vec *f) {
+// The folders from the root down to the one being walked, by identity: a folder reached
+// again through a symlink (to a parent, to itself) would make the walk endless and caption
+// the same images under ever longer keys. Such a symlink is not followed (with a warning);
+// symlinks to folders off the current path are followed (their images get those keys too).
+typedef struct walk_dir {
+    dev_t dev;
+    ino_t ino;
+    const char *path;
+    const struct walk_dir *up;
+} walk_dir;
+
+// Recursive walk; rel is the path below the root ("" at the top), here is its folder.
+static int walk(const char *root, const char *rel, const walk_dir *here, file_vec *f) {
     char dir[8192];
     snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
     DIR *d = opendir(dir);
@@ -129,10 +140,19 @@ static int walk(const char *root, const char *rel, file_vec *f) {
             rc = ivl_errorf("path too long under %s: %s/...", root, rel);
         struct stat st;
         if (rc == 0 && stat(full, &st) == 0) {
-            if (S_ISDIR(st.st_mode))
-                rc = walk(root, sub, f);
-            else if (S_ISREG(st.st_mode) && ivl_cap_is_image_name(names[i]))
+            if (S_ISDIR(st.st_mode)) {
+                const walk_dir *a = here;
+                while (a && !(a->dev == st.st_dev && a->ino == st.st_ino)) a = a->up;
+                if (a) {
+                    LOG_WARN("symlink loop: %s leads back to %s, a folder of the walk's own path; "
+                             "not followed", full, a->path);
+                } else {
+                    walk_dir next = {st.st_dev, st.st_ino, full, here};
+                    rc = walk(root, sub, &next, f);
+                }
+            } else if (S_ISREG(st.st_mode) && ivl_cap_is_image_name(names[i])) {
                 fv_push(f, strip_ext(sub), ivl_strdup(full));
+            }
         }
         free(names[i]);
     }
@@ -229,7 +249,8 @@ int ivl_cap_inputs_build(char *const *srcs, int nsrc, int64_t chunk, ivl_cap_inp
                 rc = ivl_errorf("input %s: %s", paths[i], strerror(errno));
             if (rc == 0 && S_ISDIR(st.st_mode)) {
                 file_vec f = {0};
-                rc = walk(paths[i], "", &f);
+                walk_dir top = {st.st_dev, st.st_ino, paths[i], NULL};
+                rc = walk(paths[i], "", &top, &f);
                 if (rc == 0 && f.n == 0)
                     LOG_WARN("input folder %s holds no image files (by extension)", paths[i]);
                 add_file_units(in, paths[i], &f, rc == 0 ? chunk : 0);
@@ -392,6 +413,7 @@ int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
                          n < 0 ? archive_error_string(r->a) : "unexpected end of the shard");
                 free(it->data);
                 it->data = NULL;
+                it->retry = 1;   // the shard's fault, not the image's: retried once it is whole
                 return 1;
             }
             got += n;

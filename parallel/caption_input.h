@@ -64,6 +64,8 @@ typedef struct {
     void *data;      // the member's bytes (malloc'ed)
     size_t size;
     char *error;     // non-NULL: the image failed already
+    int retry;       // with error: not the image's fault (the shard is cut or unreadable):
+                     // no result line, the next run retries it (caption_retry.h)
 } ivl_cap_item;
 
 void ivl_cap_item_free(ivl_cap_item *it);

@@ -59,6 +59,19 @@ static int read_all(int fd, const char *path, char **out, size_t *len) {
     return 0;
 }
 
+// 1 when the unit's .done marker exists (o->lines = its count).
+static int read_done(ivl_cap_out *o, int *complete) {
+    FILE *df = fopen(o->done_path, "r");
+    if (!df) return 0;
+    long long n = 0;
+    if (fscanf(df, "%lld", &n) != 1) n = 0;
+    fclose(df);
+    o->lines = n;
+    o->marked = 1;
+    *complete = 1;
+    return 1;
+}
+
 int ivl_cap_out_open(const char *dir, const char *name, ivl_cap_out *o, int *complete) {
     memset(o, 0, sizeof *o);
     o->fd = -1;
@@ -66,16 +79,14 @@ int ivl_cap_out_open(const char *dir, const char *name, ivl_cap_out *o, int *com
     o->done_path = join(dir, name, ".done");
     o->dir = ivl_strdup(dir);
     ivl_keyset_init(&o->keys);
+    o->lock.fd = -1;
     *complete = 0;
-    FILE *df = fopen(o->done_path, "r");
-    if (df) {
-        long long n = 0;
-        if (fscanf(df, "%lld", &n) != 1) n = 0;
-        fclose(df);
-        o->lines = n;
-        *complete = 1;
-        return 0;
-    }
+    // A marker appears whole (rename) and is never written again: a complete unit is seen
+    // without its lock. Anything else is read and written only under the lock, and the marker
+    // is looked for again once it is held (another job may have just finished the unit).
+    if (read_done(o, complete)) return 0;
+    if (ivl_cap_lock_unit(dir, name, &o->lock) != 0) return -1;
+    if (read_done(o, complete)) return 0;
     o->fd = open(o->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (o->fd < 0)
         return ivl_errorf("cannot open the result file %s: %s (is the --out folder writable?)",
@@ -155,17 +166,20 @@ int ivl_cap_out_mark_done(ivl_cap_out *o) {
     }
     free(tmp);
     fsync_dir(o->dir);
+    o->marked = 1;
     return 0;
 }
 
 void ivl_cap_out_close(ivl_cap_out *o) {
     if (o->fd >= 0) close(o->fd);
+    ivl_cap_lock_release(&o->lock, o->marked);
     free(o->path);
     free(o->done_path);
     free(o->dir);
     if (o->keys.slots) ivl_keyset_free(&o->keys);
     memset(o, 0, sizeof *o);
     o->fd = -1;
+    o->lock.fd = -1;
 }
 
 int ivl_cap_out_check_dir(const char *dir) {

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "parallel/caption_keyset.h"
+#include "parallel/caption_lock.h"
 
 typedef struct {
     int fd;
@@ -27,17 +28,21 @@ typedef struct {
     int64_t size;        // bytes of whole lines in the file
     int64_t lines;       // results in the file
     ivl_keyset keys;     // their keys (filled by open)
+    ivl_cap_lock lock;   // DIR/<name>.lock, held from open to close (caption_lock.h)
+    int marked;          // the .done marker exists (written, or found by open)
 } ivl_cap_out;
 
-// Opens (creating) DIR/<name>.jsonl for appending, after a resume scan. *complete = 1 when
-// the .done marker exists: then nothing is opened, and o->lines holds the marker's count.
-// Returns 0, or -1 + ivl_last_error() (cannot create, read or truncate the file).
+// Opens (creating) DIR/<name>.jsonl for appending, after a resume scan, holding the unit's
+// lock (caption_lock.h). *complete = 1 when the .done marker exists: then nothing is opened
+// (no lock is needed to see a marker), and o->lines holds the marker's count. Returns 0, or -1 + ivl_last_error() (another job holds
+// the unit, or the file cannot be created, read or truncated); close it in either case.
 int ivl_cap_out_open(const char *dir, const char *name, ivl_cap_out *o, int *complete);
 // Appends len bytes of whole lines (nlines of them) and fsyncs. On failure the file is cut
 // back to its previous size and -1 + ivl_last_error() (naming the file and errno) returned.
 int ivl_cap_out_append(ivl_cap_out *o, const char *buf, size_t len, int64_t nlines);
 // Writes the .done marker (the line count), fsyncs it and the directory.
 int ivl_cap_out_mark_done(ivl_cap_out *o);
+// Closes the file and drops the unit's lock (removing the lock file once .done exists).
 void ivl_cap_out_close(ivl_cap_out *o);
 
 // Checks that dir exists (creating it and its parents) and that a file can be created in it.

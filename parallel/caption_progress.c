@@ -66,9 +66,19 @@ void ivl_cap_progress_finish(ivl_cap_progress *p, int64_t units_done, int64_t un
         fputc('\n', stderr);
     }
     double el = ivl_cap_now() - p->t0;
-    LOG_INFO("summary: %lld captioned, %lld skipped (done before), %lld failed; %lld/%lld outputs "
+    char extra[320] = "";
+    size_t k = 0;
+    if (p->retried)
+        k += (size_t)snprintf(extra, sizeof extra, ", %lld to retry (I/O or shard errors, not "
+                              "written: run again)", (long long)p->retried);
+    if (p->dups + p->dups_across)
+        snprintf(extra + k, sizeof extra - k, ", %lld duplicate keys (%lld within an output, "
+                 "captioned once; %lld also in another output, captioned in each)",
+                 (long long)(p->dups + p->dups_across), (long long)p->dups,
+                 (long long)p->dups_across);
+    LOG_INFO("summary: %lld captioned, %lld skipped (done before), %lld failed%s; %lld/%lld outputs "
              "complete%s%s; %.1f s, %.2f images/s, %.1f tokens/s",
-             (long long)p->done, (long long)p->skipped, (long long)p->failed, (long long)units_done,
+             (long long)p->done, (long long)p->skipped, (long long)p->failed, extra, (long long)units_done,
              (long long)units, units_failed ? ", some inputs unreadable" : "",
              stopped ? ", stopped early (run again to continue)" : "", el,
              el > 0 ? (p->done + p->failed) / el : 0.0, el > 0 ? p->tokens / el : 0.0);

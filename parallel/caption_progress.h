@@ -12,6 +12,8 @@ typedef struct {
     double t0, last;          // seconds (monotonic)
     int64_t total;            // estimated images this run will see (done+skipped+failed+left); -1 unknown
     int64_t done, skipped, failed, tokens;
+    int64_t retried;          // images not written, retried by the next run (caption_retry.h)
+    int64_t dups, dups_across;   // duplicate keys: within one output / also in another output
     int drawn;
 } ivl_cap_progress;
 

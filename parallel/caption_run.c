@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "parallel/caption_feed.h"
 #include "parallel/caption_progress.h"
+#include "parallel/caption_retry.h"
+#include "parallel/caption_utf8.h"
 
 // ---- prompts ----
 
@@ -98,28 +100,56 @@ static void add_result(leader *L, int unit, cJSON *j) {
     cJSON_Delete(j);
 }
 
+// Adds name: s as valid UTF-8 (caption_utf8.h); with hex_name, the raw bytes too when escaped.
+static void add_text(cJSON *j, const char *name, const char *s, const char *hex_name) {
+    int esc;
+    char *t = ivl_cap_key_json(s, &esc);
+    cJSON_AddStringToObject(j, name, t);
+    free(t);
+    if (esc && hex_name) {
+        char *h = ivl_cap_hex(s);
+        cJSON_AddStringToObject(j, hex_name, h);
+        free(h);
+    }
+}
+
 static cJSON *result_head(leader *L, const char *key, const char *source) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "key", key);
-    cJSON_AddStringToObject(j, "source", source ? source : "");
-    cJSON_AddStringToObject(j, "model", L->e->cfg->name);
-    cJSON_AddStringToObject(j, "prompt", L->o->prompt);
+    add_text(j, "key", key, "key_hex");
+    add_text(j, "source", source ? source : "", "source_hex");
+    add_text(j, "model", L->e->cfg->name, NULL);
+    add_text(j, "prompt", L->o->prompt, NULL);
     return j;
 }
 
 static void error_result(leader *L, int unit, const char *key, const char *source, const char *msg) {
     cJSON *j = result_head(L, key, source);
-    cJSON_AddStringToObject(j, "error", msg);
+    add_text(j, "error", msg, NULL);
     add_result(L, unit, j);
     L->sum->failed++;
     L->prog.failed++;
+}
+
+static void maybe_complete(leader *L, int u);
+
+// An image whose failure is not its own (caption_retry.h): no line; the unit stays
+// incomplete, so the next run reads the key again.
+static void retry_later(leader *L, int unit, const char *key, const char *msg) {
+    ivl_cap_unit_state *st = &L->units[unit];
+    st->retried++;
+    st->failed = 1;
+    L->prog.retried++;
+    if (L->sum->retried++ < 20)
+        LOG_WARN("%s: key '%s' not recorded, it is retried by the next run: %s",
+                 L->in->units[unit].name, key, msg);
+    maybe_complete(L, unit);
 }
 
 static void finish_seq(leader *L, seq_state *s) {
     char *text = ivl_tokenizer_decode(L->e->tok, s->gen, s->ngen, 1, NULL);
     char *cap = ivl_chat_response(L->e->tmpl, text ? text : "");
     cJSON *j = result_head(L, s->key, s->source);
-    cJSON_AddStringToObject(j, "caption", cap ? cap : "");
+    add_text(j, "caption", cap ? cap : "", NULL);   // U+FFFD already (detok), to be sure
     cJSON_AddNumberToObject(j, "tiles", s->tiles);
     cJSON_AddNumberToObject(j, "width", s->width);
     cJSON_AddNumberToObject(j, "height", s->height);
@@ -148,7 +178,8 @@ static void finish_seq(leader *L, seq_state *s) {
 
 static void maybe_complete(leader *L, int u) {
     ivl_cap_unit_state *st = &L->units[u];
-    if (st->complete || st->expected < 0 || st->written < st->expected || st->pending) return;
+    if (st->complete || st->expected < 0 || st->written + st->retried < st->expected || st->pending)
+        return;
     if (st->failed) {
         ivl_cap_out_close(&st->out);
         st->complete = 1;   // closed, but no .done marker: the next run tries again
@@ -191,7 +222,9 @@ static void flush_all(leader *L) {
 static int unit_ready(leader *L) {
     for (int u = 0; u < L->in->n; u++) {
         ivl_cap_unit_state *st = &L->units[u];
-        if (!st->complete && st->expected >= 0 && st->written + st->pending >= st->expected) return 1;
+        if (!st->complete && st->expected >= 0 &&
+            st->written + st->pending + st->retried >= st->expected)
+            return 1;
     }
     return 0;
 }
@@ -231,6 +264,10 @@ static int handle_event(leader *L, ivl_cap_event *ev) {
         st->expected = ev->count;
         L->sum->skipped += ev->skipped;
         L->prog.skipped += ev->skipped;
+        L->sum->dups += ev->dups;
+        L->sum->dups_across += ev->dups_across;
+        L->prog.dups += ev->dups;
+        L->prog.dups_across += ev->dups_across;
         if (ev->kind == IVL_CAP_EV_UNIT_FAILED) {
             LOG_ERROR("%s (its output stays incomplete; the next run tries it again)", ev->message);
             st->failed = 1;
@@ -338,7 +375,11 @@ static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, in
             continue;
         }
         if (ev.item.error || ev.img.status != 0) {
-            error_result(L, ev.unit, ev.item.key, ev.item.source, ev.item.error ? ev.item.error : ev.img.error);
+            const char *msg = ev.item.error ? ev.item.error : ev.img.error;
+            if (ivl_cap_failure_is_final(&ev.item, &ev.img))
+                error_result(L, ev.unit, ev.item.key, ev.item.source, msg);
+            else
+                retry_later(L, ev.unit, ev.item.key, msg);
             ivl_cap_event_free(&ev);
             continue;
         }
@@ -432,6 +473,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         popt.min_tiles = e->cfg->min_dynamic_patch > 0 ? e->cfg->min_dynamic_patch : 1;
         popt.max_tiles = o->max_tiles;
         if (o->max_pixels > 0) popt.max_pixels = o->max_pixels;
+        popt.max_file_bytes = o->max_member_bytes;   // files by path: the tar member limit
         popt.use_thumbnail = e->cfg->use_thumbnail;
         L.feed = ivl_cap_feed_start(in, L.units, o->out_dir, &popt, o->threads, o->queue,
                                     o->max_member_bytes);

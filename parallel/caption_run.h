@@ -48,7 +48,7 @@ typedef struct {
     double flush_s;              // results reach the disk at least this often (0: every step)
     double log_s;                // progress line interval when stderr is not a terminal
     int progress_bar;            // 1: \r progress bar, 0: log lines
-    int64_t max_member_bytes;    // larger tar members become error results
+    int64_t max_member_bytes;    // larger tar members and image files become error results
     volatile sig_atomic_t *stop_level;   // set by the launcher's signal handlers
 } ivl_caption_opts;
 
@@ -74,6 +74,8 @@ typedef struct {
 
 typedef struct {
     int64_t done, skipped, failed;   // images captioned, skipped (done before), error lines
+    int64_t retried;                 // images not written, retried by the next run (I/O errors)
+    int64_t dups, dups_across;       // keys twice in one output (skipped) / also in another one
     int64_t units, units_done, units_failed;
     int64_t gen_tokens, prompt_tokens;
     double seconds;

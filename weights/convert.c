@@ -17,6 +17,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "core/models/config.h"
+#include "weights/convert_check.h"
 #include "weights/h5_util.h"
 #include "weights/name_map.h"
 #include "weights/safetensors.h"
@@ -325,7 +326,7 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
 
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", o->hf_dir);
     if ((rc = ivl_read_file(cfg_path, &cfg_text, &cfg_len))) goto fail;
-    if (ivl_model_config_parse(cfg_text, &cfg)) {
+    if (ivl_model_config_parse(cfg_text, &cfg) || ivl_convert_check(cfg_text, &cfg, o->hf_dir)) {
         rc = ivl_errorf("%s: %s", o->hf_dir, ivl_last_error());
         goto fail;
     }

@@ -1,9 +1,12 @@
 // decode.c - format sniffing, reading files, dispatch to the JPEG/PNG decoders.
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/check.h"
 #include "core/image/image_internal.h"
@@ -81,37 +84,63 @@ int ivl_image_decode(const void *data, size_t size, const char *name, int64_t ma
     }
 }
 
-int ivl_image_load(const char *path, int64_t max_pixels, ivl_image *out) {
+static const char *file_kind(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+
+int ivl_image_load_bounded(const char *path, int64_t max_pixels, int64_t max_bytes, ivl_image *out) {
     if (out) memset(out, 0, sizeof *out);
     if (!path) return ivl_image_fail(IVL_IMAGE_E_ARG, "ivl_image_load: NULL path");
-    FILE *f = fopen(path, "rb");
-    if (!f) return ivl_image_fail(IVL_IMAGE_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    uint8_t *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return ivl_image_fail(IVL_IMAGE_E_NOMEM, "%s: out of memory reading the file", path);
-            }
-            buf = nb;
+    if (max_bytes <= 0) max_bytes = IVL_IMAGE_DEFAULT_MAX_FILE_BYTES;
+    // O_NONBLOCK: opening a FIFO without a writer must not wait; the type is checked on the
+    // open file (fstat), so what is read is what was checked.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ivl_image_fail(IVL_IMAGE_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ivl_image_fail(IVL_IMAGE_E_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ivl_image_fail(IVL_IMAGE_E_NOT_IMAGE, "%s: is %s, not a regular file; not read",
+                              path, file_kind(st.st_mode));
+    }
+    if (st.st_size > max_bytes) {
+        close(fd);
+        return ivl_image_fail(IVL_IMAGE_E_TOO_LARGE, "%s: file of %lld bytes, above the limit of "
+                              "%lld bytes; not read", path, (long long)st.st_size,
+                              (long long)max_bytes);
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf) {
+        close(fd);
+        return ivl_image_fail(IVL_IMAGE_E_NOMEM, "%s: out of memory reading the file", path);
+    }
+    size_t n = 0;
+    while (n < size) {   // at most the size seen by fstat: a file that grows is not followed
+        ssize_t got = read(fd, buf + n, size - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return ivl_image_fail(IVL_IMAGE_E_IO, "%s: read error: %s", path, strerror(e));
         }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
+        if (got == 0) break;   // it shrank: decode what is there (truncated, most likely)
+        n += (size_t)got;
     }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return ivl_image_fail(IVL_IMAGE_E_IO, "%s: read error", path);
-    }
-    int st = ivl_image_decode(buf, n, path, max_pixels, out);
+    close(fd);
+    int rc = ivl_image_decode(buf, n, path, max_pixels, out);
     free(buf);
-    return st;
+    return rc;
+}
+
+int ivl_image_load(const char *path, int64_t max_pixels, ivl_image *out) {
+    return ivl_image_load_bounded(path, max_pixels, IVL_IMAGE_DEFAULT_MAX_FILE_BYTES, out);
 }
 
 void ivl_image_free(ivl_image *img) {

@@ -64,6 +64,8 @@ typedef enum {
 // Pillow's default hard limit (Image.MAX_IMAGE_PIXELS * 2): above it Pillow raises
 // DecompressionBombError. Pass 0 to the functions below to get this default.
 #define IVL_IMAGE_DEFAULT_MAX_PIXELS 178956970LL
+// Largest image file read by default (the caption command's --max-member-mb default too).
+#define IVL_IMAGE_DEFAULT_MAX_FILE_BYTES (256LL << 20)
 
 typedef enum {
     IVL_IMAGE_FMT_UNKNOWN = 0,
@@ -96,7 +98,12 @@ const char *ivl_image_status_name(ivl_image_status st);   // "truncated", "corru
 //     palette -> palette colours (tRNS ignored); alpha dropped; interlaced handled.
 int ivl_image_decode(const void *data, size_t size, const char *name, int64_t max_pixels,
                      ivl_image *out);
-// Reads the file at `path` (any name, the content decides the format) and decodes it.
+// Reads the file at `path` (any name, the content decides the format) and decodes it. Only
+// a regular file is read (a FIFO, device or directory fails with IVL_IMAGE_E_NOT_IMAGE and
+// nothing is read: it is opened with O_NONBLOCK and checked with fstat), and only when its
+// size is at most max_bytes (else IVL_IMAGE_E_TOO_LARGE before any byte is read; <= 0 means
+// IVL_IMAGE_DEFAULT_MAX_FILE_BYTES). ivl_image_load uses the default limit.
+int ivl_image_load_bounded(const char *path, int64_t max_pixels, int64_t max_bytes, ivl_image *out);
 int ivl_image_load(const char *path, int64_t max_pixels, ivl_image *out);
 void ivl_image_free(ivl_image *img);
 
@@ -151,9 +158,11 @@ typedef struct ivl_preprocess_opts {
     int use_thumbnail;   // 1 for InternVL 1.5 (config use_thumbnail=True)
     ivl_dtype dtype;     // IVL_F32 (what the reference makes) or IVL_BF16 (its .to(bf16), RNE)
     int64_t max_pixels;  // decode limit; <= 0 means IVL_IMAGE_DEFAULT_MAX_PIXELS
+    int64_t max_file_bytes;  // files read by path: size limit; <= 0 means
+                             // IVL_IMAGE_DEFAULT_MAX_FILE_BYTES (ivl_image_load_bounded)
 } ivl_preprocess_opts;
 
-// {448, 1, 12, 1, IVL_F32, IVL_IMAGE_DEFAULT_MAX_PIXELS}
+// {448, 1, 12, 1, IVL_F32, IVL_IMAGE_DEFAULT_MAX_PIXELS, IVL_IMAGE_DEFAULT_MAX_FILE_BYTES}
 ivl_preprocess_opts ivl_preprocess_defaults(void);
 
 // ImageNet mean and std, as torchvision.transforms.Normalize gets them (float32).

@@ -19,7 +19,8 @@ const float ivl_image_std[3] = {0.229f, 0.224f, 0.225f};
 ivl_preprocess_opts ivl_preprocess_defaults(void) {
     ivl_preprocess_opts o = {.image_size = 448, .min_tiles = 1, .max_tiles = 12,
                              .use_thumbnail = 1, .dtype = IVL_F32,
-                             .max_pixels = IVL_IMAGE_DEFAULT_MAX_PIXELS};
+                             .max_pixels = IVL_IMAGE_DEFAULT_MAX_PIXELS,
+                             .max_file_bytes = IVL_IMAGE_DEFAULT_MAX_FILE_BYTES};
     return o;
 }
 

@@ -223,6 +223,59 @@ static int parse_llm(const cJSON *l, ivl_llm_config *c) {
     return parse_rope_scaling(l, c);
 }
 
+// --- bounds (issue 18) -----------------------------------------------------------------------
+
+// Every size the engine computes with is bounded well above the InternVL 1.5 checkpoints, so
+// that no product of two of them overflows an int and no per-layer table is absurd (a config
+// with 1e9 layers ran the converter out of memory without a message). The message names the
+// key. Tiles: chat and caption take at most 40 (--max-tiles).
+#define IVL_CONFIG_MAX_TILES 40
+
+typedef struct {
+    const char *key;
+    int value;
+    int max;
+    const char *usual;   // what the InternVL 1.5 checkpoints have
+} config_bound;
+
+static int check_bounds(const config_bound *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (b[i].value > b[i].max)
+            return ivl_errorf("config.json: %s = %d is beyond what the engine can use: at most %d "
+                              "(InternVL 1.5 checkpoints have %s)%s; fix config.json", b[i].key,
+                              b[i].value, b[i].max, b[i].usual,
+                              strstr(b[i].key, "dynamic_patch")
+                                  ? " (chat and caption take at most 40 tiles, --max-tiles)" : "");
+    return 0;
+}
+
+static int check_sizes(const ivl_model_config *c) {
+    const config_bound b[] = {
+        {"vision_config.hidden_size", c->vit.hidden, 65536, "1024 or 3200"},
+        {"vision_config.num_hidden_layers", c->vit.layers, 1024, "24 or 45"},
+        {"vision_config.num_attention_heads", c->vit.heads, 1024, "16 or 25"},
+        {"vision_config.intermediate_size", c->vit.intermediate, 262144, "4096 or 12800"},
+        {"vision_config.image_size", c->vit.image_size, 4480, "448"},
+        {"vision_config.patch_size", c->vit.patch_size, 448, "14"},
+        {"llm_config.hidden_size", c->llm.hidden, 65536, "2048 to 6144"},
+        {"llm_config.num_hidden_layers", c->llm.layers, 1024, "24 to 48"},
+        {"llm_config.num_attention_heads", c->llm.heads, 1024, "16 to 48"},
+        {"llm_config.num_key_value_heads", c->llm.kv_heads, 1024, "8 to 32"},
+        {"llm_config.intermediate_size", c->llm.intermediate, 262144, "8192 to 16384"},
+        {"llm_config.vocab_size", c->llm.vocab, 4194304, "32020 to 92553"},
+        {"llm_config.max_position_embeddings", c->llm.max_position, 16777216, "32768 or 131072"},
+    };
+    return check_bounds(b, sizeof b / sizeof b[0]);
+}
+
+static int check_tiles(const ivl_model_config *c) {
+    const config_bound b[] = {
+        {"min_dynamic_patch", c->min_dynamic_patch, IVL_CONFIG_MAX_TILES, "1"},
+        {"max_dynamic_patch", c->max_dynamic_patch, IVL_CONFIG_MAX_TILES, "6, 12 or 40"},
+    };
+    return check_bounds(b, sizeof b / sizeof b[0]);
+}
+
 // --- top level ----------------------------------------------------------------------------
 
 int ivl_model_config_parse(const char *json_text, ivl_model_config *cfg) {
@@ -243,7 +296,7 @@ int ivl_model_config_parse(const char *json_text, ivl_model_config *cfg) {
     if (!cJSON_IsObject(llm)) { ivl_errorf("config.json: llm_config missing"); goto done; }
 
     if (get_int(root, "", "force_image_size", 0, 0, 0, &force) ||
-        parse_vit(vis, force, &cfg->vit) || parse_llm(llm, &cfg->llm))
+        parse_vit(vis, force, &cfg->vit) || parse_llm(llm, &cfg->llm) || check_sizes(cfg))
         goto done;
     if (get_num(root, "", "downsample_ratio", 0, 0.5, &ds) ||
         get_str(root, "", "ps_version", "v2", ps, sizeof ps) ||
@@ -253,7 +306,8 @@ int ivl_model_config_parse(const char *json_text, ivl_model_config *cfg) {
         get_int(root, "", "max_dynamic_patch", 0, 6, 1, &cfg->max_dynamic_patch) ||
         get_bool(root, "", "use_thumbnail", 0, &cfg->use_thumbnail) ||
         get_bool(root, "", "dynamic_image_size", 0, &cfg->dynamic_image_size) ||
-        get_str(root, "", "system_message", "", cfg->system_message, sizeof cfg->system_message))
+        get_str(root, "", "system_message", "", cfg->system_message, sizeof cfg->system_message) ||
+        check_tiles(cfg))
         goto done;
     // name: the last component of _name_or_path (often a long training-cluster path).
     const cJSON *np = cJSON_GetObjectItemCaseSensitive(root, "_name_or_path");
@@ -292,6 +346,13 @@ int ivl_model_config_parse(const char *json_text, ivl_model_config *cfg) {
     if (!(ds > 0) || fabs(1.0 / ds - k) > 1e-9 || cfg->vit.grid % k) {
         ivl_errorf("config.json: downsample_ratio %g does not divide the %d-patch grid",
                    ds, cfg->vit.grid);
+        goto done;
+    }
+    if ((int64_t)cfg->vit.hidden * k * k > (1 << 22)) {
+        ivl_errorf("config.json: downsample_ratio %g with vision_config.hidden_size %d gives a "
+                   "projector input of %lld values per token, beyond what the engine can use "
+                   "(at most %d; InternVL 1.5: 4096 or 12800)", ds, cfg->vit.hidden,
+                   (long long)cfg->vit.hidden * k * k, 1 << 22);
         goto done;
     }
     cfg->proj.downsample = (float)ds;

@@ -2,17 +2,52 @@
 // byte 0 even: the rest is a WebDataset tar shard, read member by member with
 // ivl_cap_reader_next (members of at most 64 KiB, so size limits are hit too); byte 0 odd:
 // the rest is a list file ("PATH" or "KEY<TAB>PATH" lines) given to ivl_cap_inputs_build,
-// and its text (up to the first newline) also goes through ivl_cap_expand_braces.
+// and its text (up to the first newline) also goes through ivl_cap_expand_braces. Every member
+// key also goes through the result lines' escaping (parallel/caption_utf8.h): the text must be
+// valid UTF-8 and give the raw bytes back.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/check.h"
 #include "fuzz_util.h"
 #include "parallel/caption_input.h"
+#include "parallel/caption_utf8.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fuzz_init_common();
     return 0;
+}
+
+// Undoes ivl_cap_key_json's escaping: \\ -> \, \xHH -> the byte.
+static char *unescape(const char *t) {
+    char *out = malloc(strlen(t) + 1), *o = out;
+    for (const char *p = t; *p;) {
+        if (p[0] == '\\' && p[1] == '\\') {
+            *o++ = '\\';
+            p += 2;
+        } else if (p[0] == '\\' && p[1] == 'x') {
+            unsigned v = 0;
+            if (sscanf(p + 2, "%2x", &v) != 1) __builtin_trap();
+            *o++ = (char)v;
+            p += 4;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+static void check_key_escape(const char *key) {
+    int esc = 0;
+    char *t = ivl_cap_key_json(key, &esc);
+    if (!ivl_cap_utf8_valid(t)) __builtin_trap();
+    if (esc == ivl_cap_utf8_valid(key)) __builtin_trap();   // escaped exactly when not UTF-8
+    char *back = esc ? unescape(t) : strdup(t);
+    if (strcmp(back, key) != 0) __builtin_trap();
+    free(back);
+    free(t);
 }
 
 static void read_tar(const uint8_t *data, size_t size) {
@@ -27,6 +62,8 @@ static void read_tar(const uint8_t *data, size_t size) {
             if (rc < 0 && !ivl_last_error()[0]) __builtin_trap();
             if (rc <= 0) break;
             if (!it.key || !it.source) __builtin_trap();
+            check_key_escape(it.key);
+            if (it.retry && !it.error) __builtin_trap();
             if (!it.error && !it.path && it.size > (64 << 10)) __builtin_trap();
             ivl_cap_item_free(&it);
         }
