@@ -50,6 +50,10 @@ def main():
         if not os.path.isdir(ref_dir):
             continue
         ref = load(ref_dir)
+        if not ref:
+            print("%s: no captions from one rank to compare with" % os.path.basename(ref_dir))
+            bad += 1
+            continue
         for d in sorted(glob.glob(os.path.join(a.dir, "cap-%s-*" % model))):
             if d == ref_dir:
                 continue
