@@ -19,6 +19,7 @@
 #include "core/models/config.h"
 #include "weights/h5_util.h"
 #include "weights/name_map.h"
+#include "weights/quantize.h"
 #include "weights/safetensors.h"
 
 static const char *k_tokenizer_files[] = {"tokenizer.model", "tokenizer_config.json",
@@ -147,6 +148,32 @@ static void warn_dtypes(const char *cfg_text, const ivl_st_checkpoint *ck) {
     cJSON_Delete(root);
 }
 
+// A checkpoint whose config.json has a quantization_config (the AWQ release) is already
+// quantized: --quantize on it is refused (the weights are not floats to round).
+static int check_quantized_source(const ivl_convert_opts *o, const char *cfg_text) {
+    cJSON *root = cJSON_Parse(cfg_text);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    const cJSON *llm = cJSON_GetObjectItemCaseSensitive(root, "llm_config");
+    if (!qc && llm) qc = cJSON_GetObjectItemCaseSensitive(llm, "quantization_config");
+    int rc = 0;
+    if (qc) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(qc, "w_bit");
+        if (!b) b = cJSON_GetObjectItemCaseSensitive(qc, "bits");
+        char what[96];
+        snprintf(what, sizeof what, "quant_method '%s', %d bits",
+                 cJSON_IsString(m) ? m->valuestring : "?", cJSON_IsNumber(b) ? b->valueint : 0);
+        if (o->quantize_bits)
+            rc = ivl_errorf("%s is already quantized (config.json quantization_config: %s); "
+                            "convert it without --quantize", o->hf_dir, what);
+        else
+            rc = ivl_errorf("%s is a quantized checkpoint (config.json quantization_config: %s), "
+                            "which this converter does not read yet", o->hf_dir, what);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
 // --- writing ----------------------------------------------------------------------------------
 
 static int write_blob(hid_t group, const char *name, const void *data, size_t n) {
@@ -250,10 +277,34 @@ static void progress(int on, uint64_t done, uint64_t total, double t0) {
     fflush(stderr);
 }
 
+// Quantizes one engine tensor (round to nearest) from the buffer holding its source tensor.
+static int write_quantized(hid_t group, const ivl_plan_entry *e, ivl_dtype dt, const void *src,
+                           const ivl_quant_opts *q) {
+    const int64_t N = e->shape[0], K = e->shape[1];
+    const size_t es = ivl_dtype_size(dt);
+    float *w = ivl_malloc((size_t)(N * K) * sizeof(float));
+    if (e->nseg == 0) {
+        ivl_convert(w, IVL_F32, src, dt, (size_t)(N * K));
+    } else {
+        for (int s = 0; s < e->nseg; s++)
+            ivl_convert(w + e->seg[s].dst_row * K, IVL_F32,
+                        (const char *)src + (size_t)(e->seg[s].src_row * K) * es, dt,
+                        (size_t)(e->seg[s].rows * K));
+    }
+    ivl_qweight qw;
+    ivl_quant_rtn(w, N, K, q->bits, ivl_quant_group(q, K), &qw);
+    free(w);
+    int rc = ivl_quant_write(group, e->name, e->hf_name, e->nseg ? e->seg[0].src_row : 0, &qw,
+                             "rtn", IVL_F32);
+    ivl_qweight_free_host(&qw);
+    return rc;
+}
+
 static int write_all(hid_t file, const ivl_convert_opts *o, const ivl_model_config *cfg,
                      const char *cfg_text, size_t cfg_len, const ivl_plan *plan,
                      const ivl_st_checkpoint *ck, uint64_t total) {
     int rc = 0;
+    ivl_quant_opts qo = {o->quantize_bits, o->group_size, o->quantize_vision}, *q = &qo;
     hid_t g = -1;
     void *buf = NULL;
     char name[256];
@@ -289,7 +340,10 @@ static int write_all(hid_t file, const ivl_convert_opts *o, const ivl_model_conf
         if ((rc = ivl_st_read(ck, t, 0, t->nbytes, buf))) goto fail;
         int j = i;
         for (; j < plan->n && !strcmp(plan->e[j].hf_name, t->name); j++)
-            if ((rc = write_tensor(g, &plan->e[j], t->dtype, buf))) goto fail;
+            if ((rc = ivl_quant_selects(q, plan->e[j].name)
+                          ? write_quantized(g, &plan->e[j], t->dtype, buf, q)
+                          : write_tensor(g, &plan->e[j], t->dtype, buf)))
+                goto fail;
         free(buf);
         buf = NULL;
         done += t->nbytes;
@@ -341,6 +395,8 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
         cfg.llm.vocab = (int)et->shape[0];
     }
     ivl_plan_build(&cfg, &plan);
+    ivl_quant_opts qo = {o->quantize_bits, o->group_size, o->quantize_vision};
+    if ((rc = check_quantized_source(o, cfg_text)) || (rc = ivl_quant_check_plan(&qo, &plan))) goto fail;
     uint64_t total = 0;
     if ((rc = check_plan(&plan, ck, o->hf_dir, o->allow_unused, &total))) goto fail;
     warn_dtypes(cfg_text, ck);

@@ -29,18 +29,23 @@
 
 // ---- packing ----
 
+// int4 with groups of a multiple of 32 inputs is repacked by blocks of 32 (the vector
+// kernels' layout); other groups (tiny test models) keep the file layout and take the
+// scalar loops.
+static inline int blocked(const ivl_qweight *w) { return w->bits == 4 && w->group % 32 == 0; }
+
 ivl_qweight *ivl_cpu_qweight_pack(const ivl_qweight *h) {
     if (!h || (h->bits != 8 && h->bits != 4) || h->rows < 1 || h->cols < 1 || h->group < 1 ||
         h->cols % h->group || !h->q || !h->scales) {
-        ivl_errorf("quantized weight: bad description (bits %d, [%lld, %lld], group %lld)",
+        ivl_errorf("quantized weight: bad description (bits %d, [%lld, %lld], group %lld: the "
+                   "group must divide the input width)",
                    h ? h->bits : 0, h ? (long long)h->rows : 0, h ? (long long)h->cols : 0,
                    h ? (long long)h->group : 0);
         return NULL;
     }
-    if (h->bits == 4 && (h->group % 32 || !h->zeros)) {
-        ivl_errorf("int4 weight [%lld, %lld]: group size %lld must be a multiple of 32 and zero "
-                   "points are required", (long long)h->rows, (long long)h->cols,
-                   (long long)h->group);
+    if (h->bits == 4 && (h->group % 2 || !h->zeros)) {
+        ivl_errorf("int4 weight [%lld, %lld]: group size %lld must be even and zero points are "
+                   "required", (long long)h->rows, (long long)h->cols, (long long)h->group);
         return NULL;
     }
     const int64_t R = h->rows, K = h->cols, ng = K / h->group;
@@ -61,7 +66,7 @@ ivl_qweight *ivl_cpu_qweight_pack(const ivl_qweight *h) {
     w->zeros = h->zeros ? (uint8_t *)(blk + zoff) : NULL;
     memcpy(w->scales, h->scales, (size_t)(R * ng) * sizeof(float));
     if (h->zeros) memcpy(w->zeros, h->zeros, (size_t)(R * ng));
-    if (h->bits == 8) {
+    if (!blocked(h)) {
         memcpy(w->q, h->q, qb);
     } else {
         const uint8_t *src = h->q;
@@ -85,6 +90,7 @@ ivl_qweight *ivl_cpu_qweight_pack(const ivl_qweight *h) {
 static inline int q_at(const ivl_qweight *w, int64_t r, int64_t k) {
     if (w->bits == 8) return ((const int8_t *)w->q)[r * w->cols + k];
     const uint8_t *row = (const uint8_t *)w->q + r * (w->cols / 2);
+    if (!blocked(w)) return k % 2 ? row[k / 2] >> 4 : row[k / 2] & 15;
     int64_t b = k / 32, j = k % 32;
     uint8_t v = row[b * 16 + (j & 15)];
     return j < 16 ? v & 15 : v >> 4;
@@ -296,6 +302,8 @@ static void dequant_panel(float *p, const ivl_qweight *w, int64_t n0, int64_t n1
             if (w->bits == 8) {
                 const int8_t *q = (const int8_t *)w->q + n * K + g * G;
                 for (int64_t k = 0; k < G; k++) row[g * G + k] = s * ((float)q[k] - z);
+            } else if (!blocked(w)) {
+                for (int64_t k = g * G; k < (g + 1) * G; k++) row[k] = s * ((float)q_at(w, n, k) - z);
             } else {
                 const uint8_t *q = (const uint8_t *)w->q + n * (K / 2) + g * G / 2;
                 for (int64_t b = 0; b < G / 32; b++)

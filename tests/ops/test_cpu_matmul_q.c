@@ -89,14 +89,17 @@ int main(void) {
             // int8 per output channel (group = K), K not a multiple of 32: the scalar loop.
             run_case(be, 8, 2, 19, 40, 40, 1, nt);
             run_case(be, 8, 1, 64, 2048, 2048, 0, nt);
+            // int4 groups that are not a multiple of 32 (file layout, scalar loops).
+            run_case(be, 4, 3, 21, 80, 16, 1, nt);
+            run_case(be, 4, 12, 21, 80, 16, 0, nt);
         }
     }
     ivl_cpu_matmul_q_set_isa(NULL);
     // Bad descriptions are refused with a message.
     ivl_qweight bad = rnd_qweight(4, 4, 96, 32);
-    bad.group = 48;   // not a multiple of 32
+    bad.group = 3;   // odd
     ivl_tensor t;
-    check_true("int4 group 48 refused", be->upload_quant(be, &t, &bad) != 0);
+    check_true("int4 group 3 refused", be->upload_quant(be, &t, &bad) != 0);
     printf("  (%s)\n", ivl_last_error());
     bad.group = 64;   // does not divide 96
     check_true("group 64 of 96 refused", be->upload_quant(be, &t, &bad) != 0);
