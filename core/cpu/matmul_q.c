@@ -26,6 +26,9 @@
 
 #define IVL_Q_SMALL_M 8
 #define PANEL 64
+#ifndef PF_DIST
+#define PF_DIST 1024   // bytes ahead in the weight stream (software prefetch, M <= 8)
+#endif
 
 // ---- packing ----
 
@@ -168,6 +171,7 @@ TGT512 void rows_avx512_mr(float *y, const float *x, const float *xs, const ivl_
                 __m512 a0[4], a1[4];
                 for (int i = 0; i < 4; i++) a0[i] = a1[i] = _mm512_setzero_ps();
                 for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
+                    _mm_prefetch((const char *)(q + k) + PF_DIST, _MM_HINT_T0);
                     __m512 w0 = _mm512_cvtepi32_ps(
                         _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + k))));
                     __m512 w1 = _mm512_cvtepi32_ps(
@@ -191,6 +195,7 @@ TGT512 void rows_avx512_mr(float *y, const float *x, const float *xs, const ivl_
                 __m512 a0[4], a1[4];
                 for (int i = 0; i < 4; i++) a0[i] = a1[i] = _mm512_setzero_ps();
                 for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
+                    if (!(k & 127)) _mm_prefetch((const char *)(q + k / 2) + PF_DIST, _MM_HINT_T0);
                     __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + k / 2)));
                     __m512 w0 = _mm512_cvtepi32_ps(_mm512_and_si512(b, m15));
                     __m512 w1 = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
