@@ -575,3 +575,41 @@ int ivl_model_file_read_quant(ivl_model_file *mf, const char *tensor, int axis, 
     if (rc) ivl_qweight_free_host(out);
     return rc;
 }
+
+int ivl_model_file_part_bytes(ivl_model_file *mf, const char *prefix, int float_bytes,
+                              double *bytes, int *quantized) {
+    char **names;
+    int n;
+    *bytes = 0;
+    if (quantized) *quantized = 0;
+    if (ivl_model_file_list(mf, &names, &n)) return -1;
+    int rc = 0;
+    size_t pl = strlen(prefix);
+    for (int i = 0; i < n; i++) {
+        const char *nm = names[i];
+        size_t len = strlen(nm);
+        int part = (len > 7 && !strcmp(nm + len - 7, ".scales")) ||
+                   (len > 6 && !strcmp(nm + len - 6, ".zeros"));
+        if (!rc && !part && !strncmp(nm, prefix, pl)) {
+            int ndim;
+            int64_t shape[IVL_MAX_DIMS], numel = 1;
+            ivl_dtype dt;
+            if (!(rc = ivl_model_file_shape(mf, nm, &ndim, shape, &dt))) {
+                for (int d = 0; d < ndim; d++) numel *= shape[d];
+                if (dt == IVL_Q8 || dt == IVL_Q4) {
+                    ivl_quant_info qi;
+                    if (!(rc = ivl_model_file_quant_info(mf, nm, &qi))) {
+                        *bytes += (double)ivl_qweight_bytes(qi.bits, qi.rows, qi.cols, qi.group,
+                                                            4, qi.has_zeros);
+                        if (quantized) *quantized = 1;
+                    }
+                } else {
+                    *bytes += (double)numel * float_bytes;
+                }
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}

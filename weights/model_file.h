@@ -56,6 +56,12 @@ int ivl_model_file_quant_info(ivl_model_file *mf, const char *tensor, ivl_quant_
 int ivl_model_file_read_quant(ivl_model_file *mf, const char *tensor, int axis, int64_t r0,
                               int64_t n, ivl_qweight *out);
 
+// Bytes the tensors whose names start with prefix take on a backend: float tensors at
+// float_bytes per element, quantized ones packed with f32 scales (ivl_qweight_bytes);
+// *quantized (may be NULL) = 1 if any is quantized.
+int ivl_model_file_part_bytes(ivl_model_file *mf, const char *prefix, int float_bytes,
+                              double *bytes, int *quantized);
+
 // Bytes of tensor data read from the file so far (sum of stored-dtype sizes of the elements
 // selected by every read call).
 uint64_t ivl_model_file_bytes_read(const ivl_model_file *mf);
