@@ -216,9 +216,71 @@ TGT512 void rows_avx512_mr(float *y, const float *x, const float *xs, const ivl_
     }
 }
 
+// One input row (decode, batch 1), two weight rows at a time: each x vector loaded once
+// serves both rows (down's x of 8192 floats does not stay in L1; down int8 1.9 -> 1.35 ms at
+// one thread).
+TGT512 void rows2_avx512_m1(float *y, const float *x, const float *xs, const ivl_qweight *w,
+                            int64_t n) {
+    const int64_t K = w->cols, G = w->group, ng = K / G;
+    const __m512i m15 = _mm512_set1_epi32(15);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    float corr0 = 0, corr1 = 0;
+    const float *s0 = w->scales + n * ng, *s1 = s0 + ng;
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        if (w->bits == 8) {
+            const int8_t *q0 = (const int8_t *)w->q + n * K, *q1 = q0 + K;
+            for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
+                _mm_prefetch((const char *)(q0 + k) + PF_DIST, _MM_HINT_T0);
+                _mm_prefetch((const char *)(q1 + k) + PF_DIST, _MM_HINT_T0);
+                __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                         _mm_loadu_si128((const __m128i *)(q0 + k)))), x0, a0);
+                a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                         _mm_loadu_si128((const __m128i *)(q0 + k + 16)))), x1, a1);
+                b0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                         _mm_loadu_si128((const __m128i *)(q1 + k)))), x0, b0);
+                b1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                         _mm_loadu_si128((const __m128i *)(q1 + k + 16)))), x1, b1);
+            }
+        } else {
+            const uint8_t *q0 = (const uint8_t *)w->q + n * (K / 2), *q1 = q0 + K / 2;
+            for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
+                if (!(k & 127)) {
+                    _mm_prefetch((const char *)(q0 + k / 2) + PF_DIST, _MM_HINT_T0);
+                    _mm_prefetch((const char *)(q1 + k / 2) + PF_DIST, _MM_HINT_T0);
+                }
+                __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+                __m512i c0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q0 + k / 2)));
+                __m512i c1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q1 + k / 2)));
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(c0, m15)), x0, a0);
+                a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c0, 4)), x1, a1);
+                b0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(c1, m15)), x0, b0);
+                b1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c1, 4)), x1, b1);
+            }
+        }
+        acc0 = _mm512_fmadd_ps(_mm512_add_ps(a0, a1), _mm512_set1_ps(s0[g]), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_add_ps(b0, b1), _mm512_set1_ps(s1[g]), acc1);
+        if (w->zeros) {
+            corr0 += s0[g] * (float)w->zeros[n * ng + g] * xs[g];
+            corr1 += s1[g] * (float)w->zeros[(n + 1) * ng + g] * xs[g];
+        }
+    }
+    y[n] = _mm512_reduce_add_ps(acc0) - corr0;
+    y[n + 1] = _mm512_reduce_add_ps(acc1) - corr1;
+}
+
 __attribute__((target("avx512f,avx512bw,fma"))) static void
 rows_avx512(float *y, const float *x, const float *xs, const ivl_qweight *w, int64_t n0,
             int64_t n1, int64_t m0, int mr, int64_t N) {
+    // M == 1 with a long input row (down: 8192): two weight rows share each x load. With x
+    // in L1 (K <= 2048) one row at a time measured faster (gate/up int8 1.1 vs 1.8 ms).
+    if (mr == 1 && m0 == 0 && N == w->rows && w->cols >= 4096) {
+        int64_t n = n0;
+        for (; n + 2 <= n1; n += 2) rows2_avx512_m1(y, x, xs, w, n);
+        if (n < n1) rows_avx512_mr(y, x, xs, w, n, n1, m0, 1, N);
+        return;
+    }
     switch (mr) {
     case 1: rows_avx512_mr(y, x, xs, w, n0, n1, m0, 1, N); break;
     case 2: rows_avx512_mr(y, x, xs, w, n0, n1, m0, 2, N); break;
