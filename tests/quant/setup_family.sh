@@ -20,7 +20,16 @@ cases=one_image,text_only
 "$py" "$src/tests/reference/quant_ref.py" fakequant --hf "$hf" --bits 4 --group 32 --out "$q/hf/$f-int4"
 "$py" "$src/tests/gen/make_awq.py" --hf "$hf" --out "$q/hf/$f-awq-src" --group 32
 "$py" "$src/tests/reference/quant_ref.py" awq-dequant --hf "$q/hf/$f-awq-src" --out "$q/hf/$f-awq"
-for k in int8 int4 awq; do
+if [ "$f" = mini2b-tiny ]; then   # --quantize-vision (ViT widths 64/128, projector 256/64)
+  "$py" "$src/tests/reference/quant_ref.py" fakequant --hf "$hf" --bits 4 --group 32 --vision \
+    --out "$q/hf/$f-int4v"
+  "$bin" convert --hf "$hf" --out "$q/h5/$f-int4v.h5" --quantize int4 --group-size 32 \
+    --quantize-vision --no-progress
+  kinds="int8 int4 awq int4v"
+else
+  kinds="int8 int4 awq"
+fi
+for k in $kinds; do
   "$py" "$src/tests/reference/make_refs.py" --hf "$q/hf/$f-$k" --out-dir "$q/ref/$f-$k" \
     --max-new-tokens 32 --cases $cases
 done
