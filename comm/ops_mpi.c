@@ -19,6 +19,8 @@ MPI_Datatype ivl_comm_mpi_type(ivl_dtype dt) {
     case IVL_I32:  return MPI_INT32_T;
     case IVL_I64:  return MPI_INT64_T;
     case IVL_U8:   return MPI_UINT8_T;
+    case IVL_Q8:
+    case IVL_Q4:   break;   // quantized weights never travel
     }
     ivl_fatal(__FILE__, __LINE__, __func__, "unknown dtype %d", (int)dt);
 }

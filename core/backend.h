@@ -49,7 +49,8 @@ struct ivl_backend {
 
     // ---- linear algebra ----
     // y[M,N] = x[M,K] . w[N,K]^T (+ bias[N] if bias != NULL). Weights are stored [out, in]
-    // like PyTorch's Linear.
+    // like PyTorch's Linear. w may also be a quantized weight (IVL_Q8 / IVL_Q4, made by
+    // upload_quant): y is then x times the dequantized weight (matmul_n and matmul_glu too).
     void (*matmul)(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
                    const ivl_tensor *bias);
 
@@ -146,6 +147,12 @@ struct ivl_backend {
     // afterwards are unspecified).
     void (*matmul_glu)(ivl_backend *be, ivl_tensor *y, ivl_tensor *up, const ivl_tensor *x,
                        const ivl_tensor *wg, const ivl_tensor *wu);
+
+    // ---- quantized weights (tensor.h ivl_qweight, weights/SCHEMA.md) ----
+    // *dst = a new backend weight of dtype IVL_Q8 / IVL_Q4 and shape [rows, cols] holding
+    // src_host (host layout; the backend may repack it). Free it with free(). 0, or -1 with
+    // ivl_last_error() saying why (bad description, or no quantized kernels on this backend).
+    int (*upload_quant)(ivl_backend *be, ivl_tensor *dst, const ivl_qweight *src_host);
 };
 
 // Backends. ivl_backend_create("cpu" | "cuda" | "auto", device_index):

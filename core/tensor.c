@@ -15,6 +15,8 @@ size_t ivl_dtype_size(ivl_dtype dt) {
     case IVL_I32: return 4;
     case IVL_I64: return 8;
     case IVL_U8: return 1;
+    case IVL_Q8: return 1;
+    case IVL_Q4: return 1;   // per element rounded up; see ivl_qweight_bytes
     }
     IVL_CHECK(0, "unknown dtype %d", (int)dt);
 }
@@ -27,6 +29,8 @@ const char *ivl_dtype_name(ivl_dtype dt) {
     case IVL_I32: return "i32";
     case IVL_I64: return "i64";
     case IVL_U8: return "u8";
+    case IVL_Q8: return "int8";
+    case IVL_Q4: return "int4";
     }
     return "?";
 }
@@ -179,4 +183,37 @@ int ivl_rows_distinct(const int64_t *rows, int64_t n) {
     for (i = 1; i < n && ok; i++) ok = c[i] != c[i - 1];
     free(c);
     return ok;
+}
+
+int64_t ivl_qweight_bytes(int bits, int64_t rows, int64_t cols, int64_t group,
+                          int scale_bytes, int has_zeros) {
+    int64_t ng = group > 0 ? cols / group : 0;
+    return rows * (bits == 4 ? cols / 2 : cols) + rows * ng * (scale_bytes + (has_zeros ? 1 : 0));
+}
+
+void ivl_qweight_dequant(const ivl_qweight *q, float *w) {
+    const int64_t ng = q->cols / q->group;
+    for (int64_t r = 0; r < q->rows; r++)
+        for (int64_t k = 0; k < q->cols; k++) {
+            int v;
+            if (q->bits == 8) {
+                v = ((const int8_t *)q->q)[r * q->cols + k];
+            } else {
+                uint8_t b = ((const uint8_t *)q->q)[r * (q->cols / 2) + k / 2];
+                v = k % 2 ? b >> 4 : b & 15;
+            }
+            int64_t g = r * ng + k / q->group;
+            int z = q->zeros ? q->zeros[g] : 0;
+            w[r * q->cols + k] = q->scales[g] * (float)(v - z);
+        }
+}
+
+void ivl_qweight_free_host(ivl_qweight *q) {
+    if (!q) return;
+    free(q->q);
+    free(q->scales);
+    free(q->zeros);
+    q->q = NULL;
+    q->scales = NULL;
+    q->zeros = NULL;
 }

@@ -17,6 +17,11 @@ typedef enum {
     IVL_I32  = 3,
     IVL_I64  = 4,
     IVL_U8   = 5,
+    // Quantized weights (weights/SCHEMA.md "Quantized tensors"): a [rows, cols] weight whose
+    // data points to an ivl_qweight (below), not to elements. Only backend weight tensors made
+    // by upload_quant have these dtypes; no view, copy or conversion applies to them.
+    IVL_Q8   = 6,   // int8, scales per group of cols (per output row when group == cols)
+    IVL_Q4   = 7,   // 4-bit unsigned with a zero point per group
 } ivl_dtype;
 
 typedef enum {
@@ -33,6 +38,27 @@ typedef struct ivl_tensor {
     void *data;
     ivl_location loc;
 } ivl_tensor;
+
+// A quantized weight [rows, cols] (out, in), host or backend memory: weight (r, k) is
+//   scales[r, k / group] * (q(r, k) - zeros[r, k / group])     (zeros NULL: 0).
+// Host layout (the file's, weights/SCHEMA.md): int8: q is int8 [rows, cols]; int4: q is uint8
+// [rows, cols / 2], element k in the low nibble of byte k / 2 when k is even, in the high
+// nibble when k is odd. A backend may keep its own layout after upload_quant.
+// group divides cols; int4 needs group % 32 == 0 and zeros (0..15).
+typedef struct ivl_qweight {
+    int bits;              // 8 or 4
+    int64_t rows, cols, group;
+    void *q;
+    float *scales;         // [rows, cols / group]
+    uint8_t *zeros;        // [rows, cols / group] or NULL
+} ivl_qweight;
+
+// Bytes of the packed integers, scales (as stored: 4 or 2 bytes each) and zero points.
+int64_t ivl_qweight_bytes(int bits, int64_t rows, int64_t cols, int64_t group,
+                          int scale_bytes, int has_zeros);
+// The weight as f32 [rows, cols] into w (host layout), exactly as the formula above.
+void ivl_qweight_dequant(const ivl_qweight *q, float *w);
+void ivl_qweight_free_host(ivl_qweight *q);
 
 size_t ivl_dtype_size(ivl_dtype dt);
 const char *ivl_dtype_name(ivl_dtype dt);

@@ -29,8 +29,9 @@ static void on_signal(int sig) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: internvl convert --hf DIR --out FILE.h5 [--allow-unused] [--no-progress]\n"
+            "                        [--quantize int8|int4 [--group-size N] [--quantize-vision]]\n"
             "       internvl convert --random-weights PRESET --tokenizer-from DIR --out FILE.h5\n"
-            "                        [--seed S] [--no-progress]\n\n"
+            "                        [--seed S] [--no-progress] [--quantize ...]\n\n"
             "Converts a Hugging Face InternVL 1.5 checkpoint folder (config.json, model.safetensors\n"
             "or model.safetensors.index.json + shards, tokenizer files) into one HDF5 model file.\n"
             "The file is written as FILE.h5.tmp-<pid> and renamed when complete.\n\n"
@@ -43,7 +44,13 @@ static void usage(FILE *f) {
             "                   for tests and benchmarks of the real loading path\n"
             "  --tokenizer-from DIR  the tokenizer files to store (tokenizer.model and the HF\n"
             "                   json files; the vocabulary must match the preset's)\n"
-            "  --seed S         random weights' seed (default 1)\n", ivl_bench_preset_names());
+            "  --seed S         random weights' seed (default 1)\n"
+            "  --quantize int8|int4  weight-only quantization, round to nearest, of the language\n"
+            "                   model's linear weights and LM head (weights/SCHEMA.md): int8 with\n"
+            "                   one scale per output row, int4 with a scale and zero point per\n"
+            "                   group of 128 inputs\n"
+            "  --group-size N   inputs per scale (must divide every quantized input width)\n"
+            "  --quantize-vision  also the ViT's and the projector's linear weights\n", ivl_bench_preset_names());
 }
 
 int cmd_convert(int argc, char **argv) {
@@ -58,6 +65,23 @@ int cmd_convert(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out_path = argv[++i];
         else if (!strcmp(argv[i], "--allow-unused")) o.allow_unused = 1;
+        else if (!strcmp(argv[i], "--quantize") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "int8")) o.quantize_bits = 8;
+            else if (!strcmp(v, "int4")) o.quantize_bits = 4;
+            else {
+                fprintf(stderr, "internvl convert: --quantize %s: expected int8 or int4\n", v);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--group-size") && i + 1 < argc) {
+            char *end;
+            o.group_size = strtoll(argv[++i], &end, 10);
+            if (*end || o.group_size < 1) {
+                fprintf(stderr, "internvl convert: --group-size %s: expected a positive integer\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--quantize-vision")) o.quantize_vision = 1;
         else if (!strcmp(argv[i], "--no-progress")) o.progress = 0;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
@@ -107,7 +131,7 @@ int cmd_convert(int argc, char **argv) {
         char source[256];
         snprintf(source, sizeof source, "random:%s:seed=%llu", preset, seed);
         ivl_model_write_opts w = {o.out_path, ivl_bench_preset_json(preset), tok_dir, source, &r,
-                                  o.progress};
+                                  o.progress, o.quantize_bits, o.group_size, o.quantize_vision};
         if (ivl_model_file_write(&w)) {
             LOG_ERROR("convert: %s", ivl_last_error());
             return 1;

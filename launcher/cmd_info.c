@@ -16,22 +16,66 @@
 typedef struct {
     int64_t params[3];       // vision, projector, llm
     int64_t other;           // tensors outside the three parts
-    int64_t by_dtype[3];     // f32, bf16, f16 element counts
+    int64_t by_dtype[8];     // element counts by stored dtype (f32, bf16, f16, ..., int8, int4)
+    int64_t q_tensors[2], q_bytes[2], q_bf16_bytes[2];   // int8, int4: count, stored bytes, as bf16
     int count;
 } tally;
 
-static int count_tensors(ivl_model_file *mf, tally *t) {
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && !strcmp(s + n - m, suffix);
+}
+
+// <name>.scales / <name>.zeros of a quantized tensor: part of that tensor, not parameters.
+static int is_quant_part(ivl_model_file *mf, const char *name) {
+    if (!ends_with(name, ".scales") && !ends_with(name, ".zeros")) return 0;
+    char base[300];
+    snprintf(base, sizeof base, "%.*s", (int)(strrchr(name, '.') - name), name);
+    ivl_quant_info qi;
+    return ivl_model_file_has(mf, base) && !ivl_model_file_quant_info(mf, base, &qi) && qi.bits;
+}
+
+static int count_tensors(ivl_model_file *mf, tally *t, int list) {
     char **names;
     int n;
     if (ivl_model_file_list(mf, &names, &n)) return -1;
     int rc = 0;
+    if (list) printf("\n%-44s %-16s %-24s %12s %12s\n", "tensor", "shape", "format", "bytes",
+                     "saved vs bf16");
     for (int i = 0; i < n; i++) {
         int ndim;
         int64_t shape[IVL_MAX_DIMS], numel = 1;
         ivl_dtype dt;
+        if (!rc && is_quant_part(mf, names[i])) {
+            free(names[i]);
+            continue;
+        }
         if (!rc && !(rc = ivl_model_file_shape(mf, names[i], &ndim, shape, &dt))) {
             for (int d = 0; d < ndim; d++) numel *= shape[d];
             t->by_dtype[dt] += numel;
+            char fmt[64], sh[48];
+            int64_t bytes = numel * (int64_t)ivl_dtype_size(dt);
+            snprintf(fmt, sizeof fmt, "%s", ivl_dtype_name(dt));
+            if (dt == IVL_Q8 || dt == IVL_Q4) {
+                ivl_quant_info qi;
+                if ((rc = ivl_model_file_quant_info(mf, names[i], &qi))) break;
+                int k = dt == IVL_Q4;
+                bytes = ivl_qweight_bytes(qi.bits, qi.rows, qi.cols, qi.group,
+                                          (int)ivl_dtype_size(qi.scale_dt), qi.has_zeros);
+                t->q_tensors[k]++;
+                t->q_bytes[k] += bytes;
+                t->q_bf16_bytes[k] += numel * 2;
+                snprintf(fmt, sizeof fmt, "%s g%lld %s%s%s", ivl_dtype_name(dt), (long long)qi.group,
+                         ivl_dtype_name(qi.scale_dt), qi.method[0] ? " " : "", qi.method);
+            }
+            if (list) {
+                size_t k = (size_t)snprintf(sh, sizeof sh, "[");
+                for (int d = 0; d < ndim && k < sizeof sh; d++)
+                    k += (size_t)snprintf(sh + k, sizeof sh - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+                if (k < sizeof sh) snprintf(sh + k, sizeof sh - k, "]");
+                printf("%-44s %-16s %-24s %12lld %12lld\n", names[i], sh, fmt, (long long)bytes,
+                       (long long)(numel * 2 - bytes));
+            }
             const char *part = ivl_tensor_part(names[i]);
             if (!part) t->other += numel;
             else t->params[!strcmp(part, "vision") ? 0 : !strcmp(part, "projector") ? 1 : 2] += numel;
@@ -52,10 +96,13 @@ static const char *human(double bytes, char *buf, size_t n) {
 }
 
 int cmd_info(int argc, char **argv) {
-    if (argc != 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    int list = argc == 3 && !strcmp(argv[2], "--tensors");
+    if ((argc != 2 && !list) || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fprintf(argc == 2 ? stdout : stderr,
-                "usage: internvl info FILE.h5\n\nPrints a model file's name, config, parameter "
-                "counts per part (config formula and stored tensors), dtypes and size.\n"
+                "usage: internvl info FILE.h5 [--tensors]\n\nPrints a model file's name, config, "
+                "parameter counts per part (config formula and stored tensors), dtypes and size;\n"
+                "quantized tensors (int8/int4) with the bytes they save against bf16.\n"
+                "--tensors: one line per tensor (shape, format, stored bytes, bytes saved).\n"
                 "Exit status 1 if the file cannot be read or the counts disagree.\n");
         return argc == 2 ? 0 : 2;
     }
@@ -92,7 +139,7 @@ int cmd_info(int argc, char **argv) {
            c.max_dynamic_patch, c.use_thumbnail ? " + thumbnail" : "");
 
     tally t = {0};
-    if (count_tensors(mf, &t)) {
+    if (count_tensors(mf, &t, list)) {
         LOG_ERROR("info: %s", ivl_last_error());
         ivl_model_file_close(mf);
         return 1;
@@ -114,10 +161,19 @@ int cmd_info(int argc, char **argv) {
         ok = 0;
     }
     printf("\ntensors     %d:", t.count);
-    const char *dn[3] = {"f32", "bf16", "f16"};
-    for (int i = 0; i < 3; i++)
-        if (t.by_dtype[i]) printf(" %s %lld elements", dn[i], (long long)t.by_dtype[i]);
+    for (int i = 0; i < 8; i++)
+        if (t.by_dtype[i])
+            printf(" %s %lld elements", ivl_dtype_name((ivl_dtype)i), (long long)t.by_dtype[i]);
     printf("\n");
+    for (int k = 0; k < 2; k++)
+        if (t.q_tensors[k]) {
+            char a[32], b[32], c2[32];
+            printf("quantized   %s: %lld tensors, %s stored (with scales and zero points), %s "
+                   "as bf16: saves %s\n", k ? "int4" : "int8", (long long)t.q_tensors[k],
+                   human((double)t.q_bytes[k], a, sizeof a),
+                   human((double)t.q_bf16_bytes[k], b, sizeof b),
+                   human((double)(t.q_bf16_bytes[k] - t.q_bytes[k]), c2, sizeof c2));
+        }
     ivl_model_file_close(mf);
     if (!ok) {
         LOG_ERROR("info: %s: stored tensors do not match the parameter counts of its config", path);

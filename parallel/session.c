@@ -16,8 +16,10 @@
 // On the CPU backend the same check uses the node's available RAM shared by the node's ranks
 // (weights are f32 there: 4 bytes a parameter).
 // Ranks sharing one GPU (--gpu-share) share its free memory too.
+// A model file with quantized tensors (weights/SCHEMA.md) is counted from its tensors.
 static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
-                               const ivl_parallel_opts *o, const ivl_rank_device *dev) {
+                               const ivl_parallel_opts *o, const ivl_rank_device *dev,
+                               ivl_model_file *mf) {
     const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
     size_t free_b = 0, total_b = 0;
     if (x) {
@@ -47,6 +49,14 @@ static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
                                     ivl_projector_param_count(&cfg->proj)) * dt;
     ivl_llm_config l = cfg->llm;
     double llm_all = ivl_llm_param_count(&l) * dt;
+    int quant = 0;
+    double qb = 0, vb = 0, pb = 0;
+    if (mf && !ivl_model_file_part_bytes(mf, "llm.", (int)dt, &qb, &quant) && quant) {
+        llm_all = qb;
+        if (!o->text_only && !ivl_model_file_part_bytes(mf, "vision.", (int)dt, &vb, NULL) &&
+            !ivl_model_file_part_bytes(mf, "mlp1.", (int)dt, &pb, NULL))
+            vision = vb / o->vit_tp + pb;
+    }
     double llm = llm_all / (o->tp * o->pp) * 1.05;   // stages are not perfectly even
     double work = 0.25 * GiB + 0.05 * (vision + llm);   // activations, KV cache, workspace
     double need = vision + llm + work;
@@ -90,7 +100,7 @@ int ivl_session_load(ivl_session *s, const char *device, const ivl_parallel_opts
     s->distributed = ivl_comm_world_size() > 1 || popt->tp > 1 || popt->pp > 1 || popt->vit_tp > 1;
     s->be = ivl_rank_backend_open(device ? device : "cpu", popt->gpu_share, &s->dev);
     s->popt.gpu_shared = s->dev.gpu.shared;
-    if (check_device_memory(s->be, &s->src.cfg, popt, &s->dev) != 0) return -1;
+    if (check_device_memory(s->be, &s->src.cfg, popt, &s->dev, s->src.mf) != 0) return -1;
     // One path for every layout: one rank is the 1 x 1 layout, whose collectives do nothing.
     if (ivl_dist_init(&s->dist, s->be, &s->src.reader, &s->src.cfg, popt) != 0) return -1;
     s->model = &s->dist.model;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "weights/convert_check.h"
 #include "weights/h5_util.h"
 #include "weights/name_map.h"
+#include "weights/quantize.h"
 #include "weights/safetensors.h"
 
 static const char *k_tokenizer_files[] = {"tokenizer.model", "tokenizer_config.json",
@@ -82,13 +84,64 @@ static int make_parent_dirs(const char *path) {
 
 // Every plan source must exist with the expected shape and a float dtype; every checkpoint
 // tensor must be used (or only warned about with allow_unused).
+// AWQ source of a plan entry: the float name minus ".weight" plus suffix.
+static const ivl_st_tensor *awq_part(const ivl_st_checkpoint *ck, const ivl_plan_entry *e,
+                                     const char *suffix, char *name, size_t n) {
+    size_t len = strlen(e->hf_name);
+    if (len < 7 || strcmp(e->hf_name + len - 7, ".weight")) return NULL;
+    snprintf(name, n, "%.*s%s", (int)(len - 7), e->hf_name, suffix);
+    return ivl_st_find(ck, name);
+}
+
+// The three AWQ tensors of an entry with their expected shapes (weights/SCHEMA.md): qweight
+// int32 [K, N/8], qzeros int32 [K/G, N/8], scales float [K/G, N], N = source outputs.
+static int check_awq_entry(const ivl_plan_entry *e, const ivl_st_checkpoint *ck,
+                           int64_t group, const ivl_st_tensor **parts) {
+    static const char *suf[3] = {".qweight", ".qzeros", ".scales"};
+    const int64_t N = e->hf_shape[0], K = e->hf_shape[1];
+    char name[200], a[96], b[96];
+    if (e->hf_ndim != 2 || N % 8 || K % group || group % 2)
+        return ivl_errorf("AWQ tensor %s [%lld, %lld]: outputs must be a multiple of 8 and the "
+                          "group size %lld must divide the %lld inputs (and be even)",
+                          e->hf_name, (long long)N, (long long)K, (long long)group, (long long)K);
+    int64_t want[3][2] = {{K, N / 8}, {K / group, N / 8}, {K / group, N}};
+    for (int i = 0; i < 3; i++) {
+        parts[i] = awq_part(ck, e, suf[i], name, sizeof name);
+        if (!parts[i])
+            return ivl_errorf("AWQ checkpoint: tensor %s missing (the quantized layer %s needs "
+                              "qweight, qzeros and scales)", name, e->hf_name);
+        const ivl_st_tensor *t = parts[i];
+        int ok = t->ndim == 2 && t->shape[0] == want[i][0] && t->shape[1] == want[i][1];
+        int dt_ok = i < 2 ? t->dtype == IVL_I32 : t->dtype != IVL_I32;
+        if (!ok || !dt_ok)
+            return ivl_errorf("%s: tensor %s is %s %s, expected %s %s (AWQ gemm layout of %s "
+                              "[%lld outputs, %lld inputs], group %lld)",
+                              ivl_st_file_path(ck, t->file), name, ivl_dtype_name(t->dtype),
+                              shape_str(t->ndim, t->shape, a, sizeof a),
+                              i < 2 ? "int32" : "float",
+                              shape_str(2, want[i], b, sizeof b), e->hf_name, (long long)N,
+                              (long long)K, (long long)group);
+    }
+    return 0;
+}
+
 static int check_plan(const ivl_plan *plan, const ivl_st_checkpoint *ck, const char *hf_dir,
-                      int allow_unused, uint64_t *bytes_total) {
+                      int allow_unused, uint64_t *bytes_total, const char *awq, int64_t group) {
     int n = ivl_st_count(ck), rc = 0;
     char *used = ivl_calloc((size_t)(n ? n : 1), 1);
     *bytes_total = 0;
     for (int i = 0; i < plan->n && !rc; i++) {
         const ivl_plan_entry *e = &plan->e[i];
+        if (awq && awq[i]) {
+            const ivl_st_tensor *parts[3];
+            if ((rc = check_awq_entry(e, ck, group, parts))) break;
+            for (int k = 0; k < 3; k++) {
+                int idx = (int)(parts[k] - ivl_st_at(ck, 0));
+                if (!used[idx]) *bytes_total += parts[k]->nbytes;
+                used[idx] = 1;
+            }
+            continue;
+        }
         const ivl_st_tensor *t = ivl_st_find(ck, e->hf_name);
         char a[96], b[96];
         if (!t) {
@@ -104,6 +157,12 @@ static int check_plan(const ivl_plan *plan, const ivl_st_checkpoint *ck, const c
                             ivl_st_file_path(ck, t->file), e->hf_name,
                             shape_str(t->ndim, t->shape, a, sizeof a),
                             shape_str(e->hf_ndim, e->hf_shape, b, sizeof b));
+            break;
+        }
+        if (t->dtype == IVL_I32) {
+            rc = ivl_errorf("%s: tensor %s is int32; the engine needs floats (an AWQ layer's "
+                            "qweight belongs to a checkpoint with a quantization_config)",
+                            ivl_st_file_path(ck, t->file), e->hf_name);
             break;
         }
         int idx = (int)(t - ivl_st_at(ck, 0));
@@ -146,6 +205,52 @@ static void warn_dtypes(const char *cfg_text, const ivl_st_checkpoint *ck) {
                  "are stored as they are", n, td->valuestring, first->name,
                  ivl_dtype_name(first->dtype));
     cJSON_Delete(root);
+}
+
+// quantization_config of config.json (top level or under llm_config): 0 = none, 1 = AWQ
+// (group size in *group), -1 = an error naming what is not supported. --quantize on a
+// quantized checkpoint is refused (the weights are not floats to round).
+static int parse_quant_config(const ivl_convert_opts *o, const char *cfg_text, int64_t *group) {
+    cJSON *root = cJSON_Parse(cfg_text);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    const cJSON *llm = cJSON_GetObjectItemCaseSensitive(root, "llm_config");
+    if (!qc && llm) qc = cJSON_GetObjectItemCaseSensitive(llm, "quantization_config");
+    int rc = 0;
+    if (qc) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(qc, "bits");
+        if (!b) b = cJSON_GetObjectItemCaseSensitive(qc, "w_bit");
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(qc, "group_size");
+        if (!g) g = cJSON_GetObjectItemCaseSensitive(qc, "q_group_size");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(qc, "version");
+        const cJSON *z = cJSON_GetObjectItemCaseSensitive(qc, "zero_point");
+        const char *method = cJSON_IsString(m) ? m->valuestring : "(missing)";
+        int bits = cJSON_IsNumber(b) ? b->valueint : 0;
+        if (o->quantize_bits)
+            rc = ivl_errorf("%s is already quantized (config.json quantization_config: "
+                            "quant_method '%s', %d bits); convert it without --quantize",
+                            o->hf_dir, method, bits);
+        else if (strcmp(method, "awq"))
+            rc = ivl_errorf("%s: config.json quantization_config quant_method '%s' is not "
+                            "supported (this converter reads 'awq')", o->hf_dir, method);
+        else if (bits != 4)
+            rc = ivl_errorf("%s: AWQ with %d bits is not supported (bits must be 4)", o->hf_dir,
+                            bits);
+        else if (v && (!cJSON_IsString(v) || strcasecmp(v->valuestring, "gemm")))
+            rc = ivl_errorf("%s: AWQ version '%s' is not supported (gemm)", o->hf_dir,
+                            cJSON_IsString(v) ? v->valuestring : "?");
+        else if (z && !cJSON_IsTrue(z))
+            rc = ivl_errorf("%s: AWQ without zero points (zero_point false) is not supported",
+                            o->hf_dir);
+        else if (!cJSON_IsNumber(g) || g->valuedouble < 2)
+            rc = ivl_errorf("%s: AWQ quantization_config has no valid group_size", o->hf_dir);
+        else {
+            *group = (int64_t)g->valuedouble;
+            rc = 1;
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
 }
 
 // --- writing ----------------------------------------------------------------------------------
@@ -251,10 +356,78 @@ static void progress(int on, uint64_t done, uint64_t total, double t0) {
     fflush(stderr);
 }
 
+// Quantizes one engine tensor (round to nearest) from the buffer holding its source tensor.
+static int write_quantized(hid_t group, const ivl_plan_entry *e, ivl_dtype dt, const void *src,
+                           const ivl_quant_opts *q) {
+    const int64_t N = e->shape[0], K = e->shape[1];
+    const size_t es = ivl_dtype_size(dt);
+    float *w = ivl_malloc((size_t)(N * K) * sizeof(float));
+    if (e->nseg == 0) {
+        ivl_convert(w, IVL_F32, src, dt, (size_t)(N * K));
+    } else {
+        for (int s = 0; s < e->nseg; s++)
+            ivl_convert(w + e->seg[s].dst_row * K, IVL_F32,
+                        (const char *)src + (size_t)(e->seg[s].src_row * K) * es, dt,
+                        (size_t)(e->seg[s].rows * K));
+    }
+    ivl_qweight qw;
+    ivl_quant_rtn(w, N, K, q->bits, ivl_quant_group(q, K), &qw);
+    free(w);
+    int rc = ivl_quant_write(group, e->name, e->hf_name, e->nseg ? e->seg[0].src_row : 0, &qw,
+                             "rtn", IVL_F32);
+    ivl_qweight_free_host(&qw);
+    return rc;
+}
+
+// One engine tensor from an AWQ layer (SCHEMA.md "The AWQ release"): its rows are output
+// columns of qweight [K, N/8] / qzeros [K/G, N/8] / scales [K/G, N] (output 8j + c is nibble
+// REVERSE[c] of word j), written as engine int4 rows with f16 scales.
+static int write_awq(hid_t group, const ivl_plan_entry *e, const int32_t *qw, const int32_t *qz,
+                     const void *sc, ivl_dtype sdt, int64_t G) {
+    static const int REVERSE[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    const int64_t Ns = e->hf_shape[0], K = e->hf_shape[1], N = e->shape[0], ng = K / G;
+    ivl_qweight q = {4, N, K, G, NULL, NULL, NULL};
+    q.q = ivl_calloc((size_t)(N * K / 2), 1);
+    q.scales = ivl_malloc((size_t)(N * ng) * sizeof(float));
+    q.zeros = ivl_malloc((size_t)(N * ng));
+    float *srow = ivl_malloc((size_t)Ns * sizeof(float));
+    int64_t *src = ivl_malloc((size_t)N * sizeof(int64_t));   // engine row -> source output
+    for (int64_t r = 0; r < N; r++) src[r] = r;
+    for (int s = 0; s < e->nseg; s++)
+        for (int64_t r = 0; r < e->seg[s].rows; r++)
+            src[e->seg[s].dst_row + r] = e->seg[s].src_row + r;
+    for (int64_t g = 0; g < ng; g++) {
+        ivl_convert(srow, IVL_F32, (const char *)sc + (size_t)(g * Ns) * ivl_dtype_size(sdt), sdt,
+                    (size_t)Ns);
+        for (int64_t r = 0; r < N; r++) {
+            int64_t c = src[r];
+            uint32_t zw = (uint32_t)qz[g * (Ns / 8) + c / 8];
+            q.zeros[r * ng + g] = (uint8_t)((zw >> (4 * REVERSE[c % 8])) & 15u);
+            q.scales[r * ng + g] = srow[c];
+        }
+    }
+    uint8_t *qb = q.q;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t r = 0; r < N; r++) {
+            int64_t c = src[r];
+            uint32_t w = (uint32_t)qw[k * (Ns / 8) + c / 8];
+            uint8_t v = (uint8_t)((w >> (4 * REVERSE[c % 8])) & 15u);
+            qb[r * (K / 2) + k / 2] |= (uint8_t)(k % 2 ? v << 4 : v);
+        }
+    int rc = ivl_quant_write(group, e->name, e->hf_name, e->nseg ? e->seg[0].src_row : 0, &q,
+                             "awq", IVL_F16);
+    free(srow);
+    free(src);
+    ivl_qweight_free_host(&q);
+    return rc;
+}
+
 static int write_all(hid_t file, const ivl_convert_opts *o, const ivl_model_config *cfg,
                      const char *cfg_text, size_t cfg_len, const ivl_plan *plan,
-                     const ivl_st_checkpoint *ck, uint64_t total) {
+                     const ivl_st_checkpoint *ck, uint64_t total, const char *awq,
+                     int64_t awq_group) {
     int rc = 0;
+    ivl_quant_opts qo = {o->quantize_bits, o->group_size, o->quantize_vision}, *q = &qo;
     hid_t g = -1;
     void *buf = NULL;
     char name[256];
@@ -285,12 +458,35 @@ static int write_all(hid_t file, const ivl_convert_opts *o, const ivl_model_conf
     progress(o->progress, 0, total, t0);
     // Entries from one source are adjacent in the plan: read the source once for all of them.
     for (int i = 0; i < plan->n;) {
+        if (awq && awq[i]) {   // AWQ: the three parts, for every entry of this source
+            const ivl_st_tensor *parts[3];
+            void *pb[3] = {0};
+            if ((rc = check_awq_entry(&plan->e[i], ck, awq_group, parts))) goto fail;
+            for (int k = 0; k < 3 && !rc; k++) {
+                pb[k] = ivl_malloc(parts[k]->nbytes);
+                rc = ivl_st_read(ck, parts[k], 0, parts[k]->nbytes, pb[k]);
+            }
+            int j = i;
+            for (; !rc && j < plan->n && !strcmp(plan->e[j].hf_name, plan->e[i].hf_name); j++)
+                rc = write_awq(g, &plan->e[j], pb[0], pb[1], pb[2], parts[2]->dtype, awq_group);
+            for (int k = 0; k < 3; k++) {
+                free(pb[k]);
+                done += parts[k]->nbytes;
+            }
+            if (rc) goto fail;
+            progress(o->progress, done, total, t0);
+            i = j;
+            continue;
+        }
         const ivl_st_tensor *t = ivl_st_find(ck, plan->e[i].hf_name);
         buf = ivl_malloc(t->nbytes);
         if ((rc = ivl_st_read(ck, t, 0, t->nbytes, buf))) goto fail;
         int j = i;
         for (; j < plan->n && !strcmp(plan->e[j].hf_name, t->name); j++)
-            if ((rc = write_tensor(g, &plan->e[j], t->dtype, buf))) goto fail;
+            if ((rc = ivl_quant_selects(q, plan->e[j].name)
+                          ? write_quantized(g, &plan->e[j], t->dtype, buf, q)
+                          : write_tensor(g, &plan->e[j], t->dtype, buf)))
+                goto fail;
         free(buf);
         buf = NULL;
         done += t->nbytes;
@@ -310,6 +506,7 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
     ivl_model_config cfg;
     ivl_st_checkpoint *ck = NULL;
     ivl_plan plan = {0};
+    char *awq = NULL;   // per plan entry: read from AWQ qweight/qzeros/scales
     hid_t file = -1, fapl = -1;
     int rc = 0, created = 0;
     const char *tmp = o->tmp_path;
@@ -342,8 +539,22 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
         cfg.llm.vocab = (int)et->shape[0];
     }
     ivl_plan_build(&cfg, &plan);
+    ivl_quant_opts qo = {o->quantize_bits, o->group_size, o->quantize_vision};
+    int64_t awq_group = 0;
+    int qk = parse_quant_config(o, cfg_text, &awq_group);
+    if (qk < 0 || (rc = ivl_quant_check_plan(&qo, &plan))) {
+        rc = -1;
+        goto fail;
+    }
+    if (qk == 1) {   // AWQ: the entries whose source has a qweight instead of a weight
+        awq = ivl_calloc((size_t)plan.n, 1);
+        char nm[200];
+        for (int i = 0; i < plan.n; i++)
+            awq[i] = !ivl_st_find(ck, plan.e[i].hf_name) &&
+                     awq_part(ck, &plan.e[i], ".qweight", nm, sizeof nm) != NULL;
+    }
     uint64_t total = 0;
-    if ((rc = check_plan(&plan, ck, o->hf_dir, o->allow_unused, &total))) goto fail;
+    if ((rc = check_plan(&plan, ck, o->hf_dir, o->allow_unused, &total, awq, awq_group))) goto fail;
     warn_dtypes(cfg_text, ck);
 
     // Latest-format-only files are smaller and faster; the reader is this same HDF5.
@@ -354,7 +565,7 @@ int ivl_convert_hf(const ivl_convert_opts *o) {
     if ((rc = make_parent_dirs(tmp))) goto fail;
     H5_TRY(file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create %s", tmp);
     created = 1;
-    if ((rc = write_all(file, o, &cfg, cfg_text, cfg_len, &plan, ck, total))) {
+    if ((rc = write_all(file, o, &cfg, cfg_text, cfg_len, &plan, ck, total, awq, awq_group))) {
         rc = ivl_errorf("%s: %s", tmp, ivl_last_error());
         goto fail;
     }
@@ -373,6 +584,7 @@ fail:
     if (rc && created && unlink(tmp) && errno != ENOENT)
         LOG_WARN("could not remove %s: %s", tmp, strerror(errno));
     ivl_plan_free(&plan);
+    free(awq);
     ivl_st_close(ck);
     free(cfg_text);
     return rc;

@@ -14,6 +14,9 @@ typedef struct {
     const char *tmp_path;   // NULL: "<out_path>.tmp-<pid>"
     int allow_unused;       // checkpoint tensors the engine does not use: warn, not fail
     int progress;           // progress bar on stderr
+    int quantize_bits;      // --quantize int8|int4: 8 or 4 (0: keep the checkpoint's floats)
+    long long group_size;   // --group-size N (0: int8 per output row, int4 128)
+    int quantize_vision;    // --quantize-vision: the ViT and projector too
 } ivl_convert_opts;
 
 // Returns 0, or -1 with ivl_last_error() naming the file/tensor; on failure the temporary

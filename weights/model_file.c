@@ -163,8 +163,23 @@ static int open_tensor(ivl_model_file *mf, const char *tensor, hid_t *d, int *nd
     H5Sget_simple_extent_dims(s, dims, NULL);
     H5_TRY(t = H5Dget_type(*d), "%s: tensor %s", mf->path, tensor);
     int dt = ivl_h5_dtype_of(t);
+    if (dt < 0 && H5Tget_class(t) == H5T_INTEGER && H5Aexists(*d, "quant") > 0) {
+        // A quantized weight: its logical shape and dtype (checked in full by quant_info).
+        ivl_quant_info qi;
+        H5Tclose(t);
+        t = -1;
+        if (ivl_model_file_quant_info(mf, tensor, &qi)) {
+            rc = -1;
+            goto fail;
+        }
+        *ndim = 2;
+        dims[0] = (hsize_t)qi.rows;
+        dims[1] = (hsize_t)qi.cols;
+        dt = qi.bits == 8 ? IVL_Q8 : IVL_Q4;
+    }
     if (dt < 0) {
-        rc = ivl_errorf("%s: tensor %s is not stored as bf16, f16 or f32", mf->path, tensor);
+        rc = ivl_errorf("%s: tensor %s is not stored as bf16, f16 or f32 (nor as a quantized "
+                        "weight: no quant attribute)", mf->path, tensor);
         goto fail;
     }
     *stored = (ivl_dtype)dt;
@@ -312,7 +327,10 @@ static int read_range(ivl_model_file *mf, const char *tensor, int axis, int64_t 
     ivl_dtype stored;
     if (check_dt(mf, tensor, dt) || open_tensor(mf, tensor, &d, &ndim, dims, &stored)) return -1;
     int rc;
-    if (axis == 1 && ndim != 2) {
+    if (stored == IVL_Q8 || stored == IVL_Q4) {
+        rc = ivl_errorf("%s: tensor %s is quantized (%s): the engine reads it only as a linear "
+                        "layer's weight", mf->path, tensor, ivl_dtype_name(stored));
+    } else if (axis == 1 && ndim != 2) {
         rc = ivl_errorf("%s: tensor %s: column reads need a 2-D tensor (it has %d dimensions)",
                         mf->path, tensor, ndim);
     } else if (axis >= 0 && (r0 < 0 || n < 0 || (hsize_t)r0 + (hsize_t)n > dims[axis])) {
@@ -355,4 +373,243 @@ int ivl_model_file_config(ivl_model_file *mf, ivl_model_config *cfg) {
         return ivl_errorf("%s: tensor llm.embed is not [vocab, %d]", mf->path, cfg->llm.hidden);
     cfg->llm.vocab = (int)shape[0];
     return 0;
+}
+
+// ---- quantized weights (weights/SCHEMA.md "Quantized tensors") ----
+
+// Shape [n0, n1] and type of /tensors/<name>; -1 + error if absent or not 2-D.
+static int dataset_2d(ivl_model_file *mf, const char *name, const char *of, hsize_t *dims,
+                      hid_t *type) {
+    int rc = 0;
+    hid_t d = -1, s = -1;
+    *type = -1;
+    if (!ivl_model_file_has(mf, name))
+        return ivl_errorf("%s: quantized tensor %s has no dataset %s", mf->path, of, name);
+    H5_TRY(d = H5Dopen2(mf->tensors, name, H5P_DEFAULT), "%s: tensor %s", mf->path, name);
+    H5_TRY(s = H5Dget_space(d), "%s: tensor %s", mf->path, name);
+    if (H5Sget_simple_extent_ndims(s) != 2) {
+        rc = ivl_errorf("%s: %s of quantized tensor %s is not 2-D", mf->path, name, of);
+        goto fail;
+    }
+    H5Sget_simple_extent_dims(s, dims, NULL);
+    H5_TRY(*type = H5Dget_type(d), "%s: tensor %s", mf->path, name);
+fail:
+    if (s >= 0) H5Sclose(s);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+int ivl_model_file_quant_info(ivl_model_file *mf, const char *tensor, ivl_quant_info *qi) {
+    int rc = 0;
+    hid_t d = -1, t = -1;
+    char *q = NULL, *method = NULL, name[300];
+    long long group = 0, in = 0;
+    memset(qi, 0, sizeof *qi);
+    if (!ivl_model_file_has(mf, tensor))
+        return ivl_errorf("%s: tensor %s missing from the model file", mf->path, tensor);
+    H5_TRY(d = H5Dopen2(mf->tensors, tensor, H5P_DEFAULT), "%s: tensor %s", mf->path, tensor);
+    if (H5Aexists(d, "quant") <= 0) goto fail;   // a float tensor: bits 0
+    if (ivl_h5_read_str_attr(d, "quant", &q) || (strcmp(q, "int8") && strcmp(q, "int4"))) {
+        rc = ivl_errorf("%s: tensor %s: unknown quantization '%s' (this engine reads int8 and "
+                        "int4)", mf->path, tensor, q ? q : "?");
+        goto fail;
+    }
+    qi->bits = q[3] == '8' ? 8 : 4;
+    if (ivl_h5_read_i64_attr(d, "group_size", &group) || ivl_h5_read_i64_attr(d, "in_features", &in)) {
+        rc = ivl_errorf("%s: quantized tensor %s lacks the group_size or in_features attribute",
+                        mf->path, tensor);
+        goto fail;
+    }
+    if (ivl_h5_read_str_attr(d, "quant_method", &method) == 0)
+        snprintf(qi->method, sizeof qi->method, "%s", method);
+    hsize_t pd[2], sd[2], zd[2];
+    H5Dclose(d);
+    d = -1;
+    if ((rc = dataset_2d(mf, tensor, tensor, pd, &t))) goto fail;
+    int ok_type = H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 1 &&
+                  H5Tget_sign(t) == (qi->bits == 8 ? H5T_SGN_2 : H5T_SGN_NONE);
+    H5Tclose(t);
+    t = -1;
+    if (!ok_type) {
+        rc = ivl_errorf("%s: quantized tensor %s (int%d) is not stored as %s bytes", mf->path,
+                        tensor, qi->bits, qi->bits == 8 ? "signed" : "unsigned");
+        goto fail;
+    }
+    qi->rows = (int64_t)pd[0];
+    qi->cols = in;
+    qi->group = group;
+    hsize_t want = qi->bits == 8 ? (hsize_t)in : (hsize_t)in / 2;
+    if (in < 1 || (qi->bits == 4 && in % 2) || pd[1] != want) {
+        rc = ivl_errorf("%s: quantized tensor %s: packed data [%llu, %llu] does not hold "
+                        "in_features %lld (int%d: %s)", mf->path, tensor,
+                        (unsigned long long)pd[0], (unsigned long long)pd[1], in, qi->bits,
+                        qi->bits == 8 ? "one byte each" : "two per byte");
+        goto fail;
+    }
+    if (group < 1 || in % group || (qi->bits == 4 && group % 2)) {
+        rc = ivl_errorf("%s: quantized tensor %s: group size %lld does not divide its input "
+                        "width %lld%s", mf->path, tensor, group, in,
+                        qi->bits == 4 && group % 2 ? " (or is odd: int4 groups are even)" : "");
+        goto fail;
+    }
+    const long long ng = in / group;
+    snprintf(name, sizeof name, "%s.scales", tensor);
+    if ((rc = dataset_2d(mf, name, tensor, sd, &t))) goto fail;
+    int sdt = ivl_h5_dtype_of(t);
+    H5Tclose(t);
+    t = -1;
+    if (sdt < 0 || sd[0] != pd[0] || sd[1] != (hsize_t)ng) {
+        rc = ivl_errorf("%s: %s is [%llu, %llu] %s, expected [%llu, %lld] floats for %s [%llu, "
+                        "%lld] (int%d, group %lld)", mf->path, name, (unsigned long long)sd[0],
+                        (unsigned long long)sd[1], sdt < 0 ? "non-float" : ivl_dtype_name(sdt),
+                        (unsigned long long)pd[0], ng, tensor, (unsigned long long)pd[0], in,
+                        qi->bits, group);
+        goto fail;
+    }
+    qi->scale_dt = (ivl_dtype)sdt;
+    snprintf(name, sizeof name, "%s.zeros", tensor);
+    qi->has_zeros = ivl_model_file_has(mf, name);
+    if (qi->bits == 4 && !qi->has_zeros) {
+        rc = ivl_errorf("%s: int4 tensor %s has no %s", mf->path, tensor, name);
+        goto fail;
+    }
+    if (qi->has_zeros) {
+        if ((rc = dataset_2d(mf, name, tensor, zd, &t))) goto fail;
+        int okz = H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 1 &&
+                  H5Tget_sign(t) == H5T_SGN_NONE;
+        H5Tclose(t);
+        t = -1;
+        if (!okz || zd[0] != pd[0] || zd[1] != (hsize_t)ng) {
+            rc = ivl_errorf("%s: %s is [%llu, %llu]%s, expected [%llu, %lld] unsigned bytes",
+                            mf->path, name, (unsigned long long)zd[0], (unsigned long long)zd[1],
+                            okz ? "" : " (not unsigned bytes)", (unsigned long long)pd[0], ng);
+            goto fail;
+        }
+    }
+fail:
+    if (t >= 0) H5Tclose(t);
+    if (d >= 0) H5Dclose(d);
+    free(q);
+    free(method);
+    return rc;
+}
+
+// Reads the block [start, start + count) of the 2-D dataset /tensors/<name> (stored element
+// type `mem`, chunk element dtype cdt for the chunk checks) into dst.
+static int read_slab(ivl_model_file *mf, const char *name, hid_t mem, ivl_dtype cdt,
+                     const hsize_t *start, const hsize_t *count, void *dst) {
+    int rc = 0;
+    hid_t d = -1, fs = -1, ms = -1;
+    if (!count[0] || !count[1]) return 0;
+    H5_TRY(d = H5Dopen2(mf->tensors, name, H5P_DEFAULT), "%s: tensor %s", mf->path, name);
+    if ((rc = check_chunks(mf, name, d, cdt, start, count))) goto fail;
+    H5_TRY(fs = H5Dget_space(d), "%s: tensor %s", mf->path, name);
+    H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL));
+    H5_CHECK(ms = H5Screate_simple(2, count, NULL));
+    H5_TRY(H5Dread(d, mem, ms, fs, H5P_DEFAULT, dst), "%s: reading tensor %s", mf->path, name);
+    mf->bytes_read += count[0] * count[1] * ivl_dtype_size(cdt);
+fail:
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+int ivl_model_file_read_quant(ivl_model_file *mf, const char *tensor, int axis, int64_t r0,
+                              int64_t n, ivl_qweight *out) {
+    static const char *what[2] = {"rows", "input columns"};
+    ivl_quant_info qi;
+    memset(out, 0, sizeof *out);
+    if (ivl_model_file_quant_info(mf, tensor, &qi)) return -1;
+    if (!qi.bits)
+        return ivl_errorf("%s: tensor %s is not quantized", mf->path, tensor);
+    const int64_t R = qi.rows, K = qi.cols, G = qi.group, ng = K / G;
+    int64_t lim = axis == 1 ? K : R;
+    if (axis >= 0 && (r0 < 0 || n < 1 || r0 + n > lim))
+        return ivl_errorf("%s: tensor %s: %s [%lld, %lld) outside its %lld %s", mf->path, tensor,
+                          what[axis], (long long)r0, (long long)(r0 + n), (long long)lim,
+                          what[axis]);
+    if (axis == 1 && ng > 1 && (r0 % G || n % G))
+        return ivl_errorf("%s: tensor %s (int%d, group %lld): the input columns [%lld, %lld) "
+                          "of this rank's share split a quantization group; the tensor-parallel "
+                          "share of its %lld inputs must be a multiple of %lld (use a --tp that "
+                          "divides %lld, or convert with a smaller --group-size)", mf->path,
+                          tensor, qi.bits, (long long)G, (long long)r0, (long long)(r0 + n),
+                          (long long)K, (long long)G, (long long)ng);
+    int64_t rows = axis == 0 ? n : R, cols = axis == 1 ? n : K;
+    int64_t g0 = axis == 1 && ng > 1 ? r0 / G : 0, gn = axis == 1 && ng > 1 ? n / G : ng;
+    int64_t row0 = axis == 0 ? r0 : 0, col0 = axis == 1 ? r0 : 0;
+    out->bits = qi.bits;
+    out->rows = rows;
+    out->cols = cols;
+    out->group = ng == 1 ? cols : G;
+    int64_t pcols = qi.bits == 8 ? cols : cols / 2;
+    out->q = ivl_malloc((size_t)(rows * pcols));
+    out->scales = ivl_malloc((size_t)(rows * gn) * sizeof(float));
+    if (qi.has_zeros) out->zeros = ivl_malloc((size_t)(rows * gn));
+    char name[300];
+    hsize_t st[2] = {(hsize_t)row0, (hsize_t)(qi.bits == 8 ? col0 : col0 / 2)};
+    hsize_t ct[2] = {(hsize_t)rows, (hsize_t)pcols};
+    int rc = read_slab(mf, tensor, qi.bits == 8 ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, IVL_U8, st,
+                       ct, out->q);
+    hsize_t gs[2] = {(hsize_t)row0, (hsize_t)g0}, gc[2] = {(hsize_t)rows, (hsize_t)gn};
+    if (!rc) {
+        snprintf(name, sizeof name, "%s.scales", tensor);
+        void *tmp = qi.scale_dt == IVL_F32 ? (void *)out->scales
+                                           : ivl_malloc((size_t)(rows * gn) * 2);
+        rc = read_slab(mf, name, ivl_h5_type_for(qi.scale_dt), qi.scale_dt, gs, gc, tmp);
+        if (tmp != out->scales) {
+            if (!rc) ivl_convert(out->scales, IVL_F32, tmp, qi.scale_dt, (size_t)(rows * gn));
+            free(tmp);
+        }
+    }
+    if (!rc && qi.has_zeros) {
+        snprintf(name, sizeof name, "%s.zeros", tensor);
+        rc = read_slab(mf, name, H5T_NATIVE_UINT8, IVL_U8, gs, gc, out->zeros);
+        for (int64_t i = 0; !rc && i < rows * gn; i++)
+            if (qi.bits == 4 && out->zeros[i] > 15)
+                rc = ivl_errorf("%s: %s.zeros holds %d at [%lld, %lld]; int4 zero points are "
+                                "0..15", mf->path, tensor, out->zeros[i],
+                                (long long)(row0 + i / gn), (long long)(g0 + i % gn));
+    }
+    if (rc) ivl_qweight_free_host(out);
+    return rc;
+}
+
+int ivl_model_file_part_bytes(ivl_model_file *mf, const char *prefix, int float_bytes,
+                              double *bytes, int *quantized) {
+    char **names;
+    int n;
+    *bytes = 0;
+    if (quantized) *quantized = 0;
+    if (ivl_model_file_list(mf, &names, &n)) return -1;
+    int rc = 0;
+    size_t pl = strlen(prefix);
+    for (int i = 0; i < n; i++) {
+        const char *nm = names[i];
+        size_t len = strlen(nm);
+        int part = (len > 7 && !strcmp(nm + len - 7, ".scales")) ||
+                   (len > 6 && !strcmp(nm + len - 6, ".zeros"));
+        if (!rc && !part && !strncmp(nm, prefix, pl)) {
+            int ndim;
+            int64_t shape[IVL_MAX_DIMS], numel = 1;
+            ivl_dtype dt;
+            if (!(rc = ivl_model_file_shape(mf, nm, &ndim, shape, &dt))) {
+                for (int d = 0; d < ndim; d++) numel *= shape[d];
+                if (dt == IVL_Q8 || dt == IVL_Q4) {
+                    ivl_quant_info qi;
+                    if (!(rc = ivl_model_file_quant_info(mf, nm, &qi))) {
+                        *bytes += (double)ivl_qweight_bytes(qi.bits, qi.rows, qi.cols, qi.group,
+                                                            4, qi.has_zeros);
+                        if (quantized) *quantized = 1;
+                    }
+                } else {
+                    *bytes += (double)numel * float_bytes;
+                }
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
 }

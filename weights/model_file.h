@@ -40,6 +40,28 @@ int ivl_model_file_read_rows(ivl_model_file *mf, const char *tensor, int64_t r0,
 int ivl_model_file_read_cols(ivl_model_file *mf, const char *tensor, int64_t c0, int64_t n,
                              ivl_dtype dt, ivl_tensor *out);
 
+// Quantized weights (weights/SCHEMA.md "Quantized tensors"). quant_info checks the packed
+// data, scales and zero points against the attributes (every mismatch is an error naming the
+// dataset and the numbers) and fills qi; bits = 0 for a float tensor.
+typedef struct {
+    int bits;                   // 8, 4; 0 = not quantized
+    int64_t rows, cols, group;  // logical [rows, cols] (out, in); group divides cols
+    ivl_dtype scale_dt;         // stored dtype of <name>.scales (read as f32)
+    int has_zeros;              // <name>.zeros present
+    char method[16];            // quant_method attribute ("rtn", "awq"), "" if absent
+} ivl_quant_info;
+int ivl_model_file_quant_info(ivl_model_file *mf, const char *tensor, ivl_quant_info *qi);
+// The whole weight (axis -1), rows [r0, r0+n) (axis 0) or input columns [r0, r0+n) (axis 1,
+// on group boundaries unless the tensor has one group per row) into a new host ivl_qweight.
+int ivl_model_file_read_quant(ivl_model_file *mf, const char *tensor, int axis, int64_t r0,
+                              int64_t n, ivl_qweight *out);
+
+// Bytes the tensors whose names start with prefix take on a backend: float tensors at
+// float_bytes per element, quantized ones packed with f32 scales (ivl_qweight_bytes);
+// *quantized (may be NULL) = 1 if any is quantized.
+int ivl_model_file_part_bytes(ivl_model_file *mf, const char *prefix, int float_bytes,
+                              double *bytes, int *quantized);
+
 // Bytes of tensor data read from the file so far (sum of stored-dtype sizes of the elements
 // selected by every read call).
 uint64_t ivl_model_file_bytes_read(const ivl_model_file *mf);

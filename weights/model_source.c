@@ -19,6 +19,18 @@ static int reader_read(void *ctx, const char *name, ivl_read_kind kind, int64_t 
     return ivl_errorf("bad read kind %d", (int)kind);
 }
 
+static int reader_quant_bits(void *ctx, const char *name) {
+    ivl_quant_info qi;
+    if (ivl_model_file_quant_info(ctx, name, &qi)) return -1;
+    return qi.bits;
+}
+
+static int reader_read_quant(void *ctx, const char *name, ivl_read_kind kind, int64_t start,
+                             int64_t count, ivl_qweight *out) {
+    int axis = kind == IVL_READ_ALL ? -1 : kind == IVL_READ_ROWS ? 0 : 1;
+    return ivl_model_file_read_quant(ctx, name, axis, start, count, out);
+}
+
 static int reader_has(void *ctx, const char *name) { return ivl_model_file_has(ctx, name); }
 
 static int reader_shape(void *ctx, const char *name, int *ndim, int64_t *shape) {
@@ -74,6 +86,8 @@ int ivl_model_source_open(const char *path, ivl_model_source *src) {
     src->reader.read = reader_read;
     src->reader.has = reader_has;
     src->reader.shape = reader_shape;
+    src->reader.quant_bits = reader_quant_bits;
+    src->reader.read_quant = reader_read_quant;
     return 0;
 }
 

@@ -15,6 +15,7 @@
 #include "weights/convert.h"
 #include "weights/h5_util.h"
 #include "weights/name_map.h"
+#include "weights/quantize.h"
 
 #define CHUNK_TARGET_BYTES (1u << 20)   // as the converter: blocks of whole rows of ~1 MiB
 
@@ -98,6 +99,7 @@ static int write_all(hid_t file, const ivl_model_write_opts *o, const ivl_model_
     }
     H5Gclose(g);
     H5_TRY(g = H5Gcreate2(file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /tensors");
+    ivl_quant_opts qo = {o->quantize_bits, o->group_size, o->quantize_vision};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double bytes = 0;
@@ -114,6 +116,15 @@ static int write_all(hid_t file, const ivl_model_write_opts *o, const ivl_model_
             char a[96];
             rc = ivl_errorf("tensor %s: the reader gave %s, the config needs %d dims", e->name,
                             ivl_tensor_shape_str(&t, a, sizeof a), e->ndim);
+        } else if (ivl_quant_selects(&qo, e->name)) {
+            const int64_t N = e->shape[0], K = e->shape[1];
+            float *w = ivl_malloc((size_t)(N * K) * sizeof(float));
+            ivl_convert(w, IVL_F32, t.data, IVL_BF16, (size_t)(N * K));
+            ivl_qweight qw;
+            ivl_quant_rtn(w, N, K, qo.bits, ivl_quant_group(&qo, K), &qw);
+            free(w);
+            rc = ivl_quant_write(g, e->name, e->hf_name, 0, &qw, "rtn", IVL_F32);
+            ivl_qweight_free_host(&qw);
         } else {
             rc = tensor(g, e, &t);
         }
@@ -143,6 +154,11 @@ int ivl_model_file_write(const ivl_model_write_opts *o) {
     ivl_plan_build(&cfg, &plan);
     int rc = 0;
     hid_t fapl = -1, file = -1;
+    ivl_quant_opts qo = {o->quantize_bits, o->group_size, o->quantize_vision};
+    if (ivl_quant_check_plan(&qo, &plan)) {
+        ivl_plan_free(&plan);
+        return -1;
+    }
     H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
     H5_CHECK(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG));

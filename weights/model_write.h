@@ -15,6 +15,9 @@ typedef struct {
     const char *source;       // the "source" attribute ("random:mini-2b:seed=1")
     const ivl_weight_reader *values;   // every tensor of the config's plan, read whole as bf16
     int progress;             // progress bar on stderr
+    int quantize_bits;        // 0, or 8 / 4: round-to-nearest quantization (weights/quantize.h)
+    long long group_size;     // 0: the default group
+    int quantize_vision;
 } ivl_model_write_opts;
 
 // 0, or -1 + ivl_last_error() naming the tensor or file; no partial file is left behind.

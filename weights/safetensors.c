@@ -75,6 +75,7 @@ static int parse_dtype(const char *s, ivl_dtype *dt) {
     if (!strcmp(s, "BF16")) *dt = IVL_BF16;
     else if (!strcmp(s, "F16")) *dt = IVL_F16;
     else if (!strcmp(s, "F32")) *dt = IVL_F32;
+    else if (!strcmp(s, "I32")) *dt = IVL_I32;   // AWQ qweight / qzeros
     else return -1;
     return 0;
 }
@@ -106,7 +107,7 @@ static int parse_entry(ivl_st_checkpoint *ck, int fi, const cJSON *e, uint64_t b
                           "[begin, end]", path, name);
     ivl_st_tensor t = {0};
     if (parse_dtype(dt->valuestring, &t.dtype))
-        return ivl_errorf("%s: tensor %s: dtype %s is not supported (BF16, F16, F32)", path,
+        return ivl_errorf("%s: tensor %s: dtype %s is not supported (BF16, F16, F32; I32 for AWQ qweight/qzeros)", path,
                           name, dt->valuestring);
     t.ndim = cJSON_GetArraySize(sh);
     if (t.ndim > IVL_MAX_DIMS)

@@ -184,4 +184,6 @@ void ivl_random_weights_init(ivl_random_weights *rw, const ivl_model_config *cfg
     r->read = rw_read;
     r->has = rw_has;
     r->shape = rw_shape;
+    r->quant_bits = NULL;
+    r->read_quant = NULL;
 }

@@ -61,6 +61,8 @@ static ncclDataType_t nccl_type(ivl_dtype dt) {
     case IVL_I32:  return ncclInt32;
     case IVL_I64:  return ncclInt64;
     case IVL_U8:   return ncclUint8;
+    case IVL_Q8:
+    case IVL_Q4:   break;   // quantized weights never travel
     }
     g_host->fatal_call("NCCL", "dtype", "unknown ivl_dtype", __FILE__, __LINE__, __func__);
 }

@@ -114,12 +114,41 @@ static void cpu_synchronize(ivl_backend *be) {}
 
 // ---- ops ----
 
+static int is_quant(const ivl_tensor *t) { return t && (t->dtype == IVL_Q8 || t->dtype == IVL_Q4); }
+
+static int cpu_upload_quant(ivl_backend *be, ivl_tensor *dst, const ivl_qweight *src) {
+    (void)be;
+    ivl_qweight *w = ivl_cpu_qweight_pack(src);
+    if (!w) return -1;
+    *dst = ivl_tensor_desc(w->bits == 8 ? IVL_Q8 : IVL_Q4, 2, (int64_t[]){w->rows, w->cols});
+    dst->data = w;
+    dst->loc = IVL_DEVICE;
+    return 0;
+}
+
 static void cpu_matmul(ivl_backend *be, ivl_tensor *y, const ivl_tensor *x, const ivl_tensor *w,
                        const ivl_tensor *bias) {
     check_arg("matmul", "y", y);
     check_arg("matmul", "x", x);
-    check_arg("matmul", "w", w);
     char s1[96], s2[96], s3[96];
+    if (is_quant(w)) {
+        const ivl_qweight *q = w->data;
+        IVL_CHECK(w->loc == IVL_DEVICE && q && q->rows == w->shape[0] && q->cols == w->shape[1],
+                  "cpu matmul: quantized w %s was not made by upload_quant", shape_of(w, s3));
+        int64_t M = ivl_tensor_rows(x), N = q->rows;
+        IVL_CHECK(ivl_tensor_cols(x) == q->cols && ivl_tensor_rows(y) == M &&
+                      ivl_tensor_cols(y) == N,
+                  "cpu matmul: y %s = x %s . w^T %s: shapes do not fit", shape_of(y, s1),
+                  shape_of(x, s2), shape_of(w, s3));
+        IVL_CHECK(y->data != x->data, "cpu matmul: y must not alias x");
+        if (bias) {
+            check_arg("matmul", "bias", bias);
+            check_numel("matmul", "bias", bias, N);
+        }
+        ivl_cpu_matmul_q(F(y), F(x), q, bias ? F(bias) : NULL, M);
+        return;
+    }
+    check_arg("matmul", "w", w);
     int64_t M = ivl_tensor_rows(x), K = ivl_tensor_cols(x), N = ivl_tensor_rows(w);
     IVL_CHECK(ivl_tensor_cols(w) == K && ivl_tensor_rows(y) == M && ivl_tensor_cols(y) == N,
               "cpu matmul: y %s = x %s . w^T %s: shapes do not fit", shape_of(y, s1),
@@ -450,6 +479,7 @@ ivl_backend *ivl_backend_cpu_create(void) {
         .attention_batch = cpu_attention_batch,
         .matmul_n = cpu_matmul_n,
         .matmul_glu = cpu_matmul_glu,
+        .upload_quant = cpu_upload_quant,
     };
     int nt = ivl_cpu_threads();
     snprintf(be->device_name, sizeof be->device_name, "x86_64 CPU, %d thread%s", nt,

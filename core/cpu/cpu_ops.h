@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/tensor.h"
+
 // Hot loops are compiled twice (AVX2+FMA and baseline x86-64) and picked at load time, so
 // the build needs no -march flag and still runs on any x86-64.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
@@ -29,6 +31,18 @@ void ivl_cpu_blas_init(void);
 // y[M,N] = x[M,K] . w[N,K]^T (+ bias[N] if not NULL). y must not overlap x or w.
 void ivl_cpu_matmul(float *y, const float *x, const float *w, const float *bias, int64_t M,
                     int64_t N, int64_t K);
+
+// ---- matmul_q.c (quantized weights, core/tensor.h ivl_qweight) ----
+// One 64-byte-aligned block (free with free()) holding a copy of the host-layout weight h in
+// the CPU layout the kernels read; NULL with ivl_last_error() for a bad description.
+ivl_qweight *ivl_cpu_qweight_pack(const ivl_qweight *h);
+// y[M, N] = x[M, K] . W^T (+ bias[N]) for the CPU-layout weight w [N, K].
+void ivl_cpu_matmul_q(float *y, const float *x, const ivl_qweight *w, const float *bias,
+                      int64_t M);
+// The variant of the few-rows kernel: "avx512", "avx2" or "scalar" (best the CPU has, or
+// IVL_CPU_QUANT). set_isa(NULL) = the best; -1 + error for an unknown or unsupported name.
+const char *ivl_cpu_matmul_q_isa(void);
+int ivl_cpu_matmul_q_set_isa(const char *name);
 
 // ---- norm.c (in place ok: y == x) ----
 void ivl_cpu_sumsq_rows(float *ss, const float *x, int64_t rows, int64_t cols);

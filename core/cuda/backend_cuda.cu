@@ -223,6 +223,15 @@ static void cu_zero(ivl_backend *be, ivl_tensor *t) {
     if (nb) CUDA_CHECK(cudaMemsetAsync(t->data, 0, nb, cuda_ctx_of(be)->stream));
 }
 
+// Quantized weights (issue 16): the CPU backend has the kernels; the CUDA side is to come.
+static int cu_upload_quant(ivl_backend *be, ivl_tensor *dst, const ivl_qweight *src) {
+    (void)be;
+    (void)dst;
+    return ivl_errorf("quantized weights (int%d) are not supported on the CUDA backend yet; "
+                      "run with --device cpu or convert without --quantize",
+                      src ? src->bits : 0);
+}
+
 static void cu_synchronize(ivl_backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(cuda_ctx_of(be)->stream));
 }
@@ -355,6 +364,7 @@ IVL_EXPORT ivl_backend *ivl_cuda_backend_create(int device) {
     be->attention_batch = cuda_op_attention_batch;
     be->matmul_n = cuda_op_matmul_n;
     be->matmul_glu = cuda_op_matmul_glu;
+    be->upload_quant = cu_upload_quant;
     size_t fr = 0, tot = 0;
     CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
     LOG_INFO("CUDA backend: device %d %s (sm_%d%d, %d SMs, %.1f/%.1f GiB free), compute %s%s",

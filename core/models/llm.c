@@ -57,20 +57,20 @@ static int load_layer(ivl_backend *be, const ivl_weight_reader *r, const ivl_llm
     if (ivl_load_1d(be, r, NAME("attn_norm"), D, &L->attn_norm)) return -1;
     if (ivl_load_1d(be, r, NAME("ffn_norm"), D, &L->ffn_norm)) return -1;
     // Column-parallel: this rank's heads are a contiguous row block.
-    if (ivl_load_tensor(be, r, NAME("q"), IVL_READ_ROWS, s->q_head0 * hd, s->heads * hd,
+    if (ivl_load_weight(be, r, NAME("q"), IVL_READ_ROWS, s->q_head0 * hd, s->heads * hd,
                         s->heads * hd, D, &L->q)) return -1;
-    if (ivl_load_tensor(be, r, NAME("k"), IVL_READ_ROWS, s->kv_head0 * hd, s->kv_heads * hd,
+    if (ivl_load_weight(be, r, NAME("k"), IVL_READ_ROWS, s->kv_head0 * hd, s->kv_heads * hd,
                         s->kv_heads * hd, D, &L->k)) return -1;
-    if (ivl_load_tensor(be, r, NAME("v"), IVL_READ_ROWS, s->kv_head0 * hd, s->kv_heads * hd,
+    if (ivl_load_weight(be, r, NAME("v"), IVL_READ_ROWS, s->kv_head0 * hd, s->kv_heads * hd,
                         s->kv_heads * hd, D, &L->v)) return -1;
-    if (ivl_load_tensor(be, r, NAME("gate"), IVL_READ_ROWS, s->inter0, s->inter, s->inter, D,
+    if (ivl_load_weight(be, r, NAME("gate"), IVL_READ_ROWS, s->inter0, s->inter, s->inter, D,
                         &L->gate)) return -1;
-    if (ivl_load_tensor(be, r, NAME("up"), IVL_READ_ROWS, s->inter0, s->inter, s->inter, D,
+    if (ivl_load_weight(be, r, NAME("up"), IVL_READ_ROWS, s->inter0, s->inter, s->inter, D,
                         &L->up)) return -1;
     // Row-parallel: this rank's input features are a column block.
-    if (ivl_load_tensor(be, r, NAME("o"), IVL_READ_COLS, s->q_head0 * hd, s->heads * hd, D,
+    if (ivl_load_weight(be, r, NAME("o"), IVL_READ_COLS, s->q_head0 * hd, s->heads * hd, D,
                         s->heads * hd, &L->o)) return -1;
-    if (ivl_load_tensor(be, r, NAME("down"), IVL_READ_COLS, s->inter0, s->inter, D, s->inter,
+    if (ivl_load_weight(be, r, NAME("down"), IVL_READ_COLS, s->inter0, s->inter, D, s->inter,
                         &L->down)) return -1;
 #undef NAME
     return 0;
@@ -89,7 +89,7 @@ int ivl_llm_load(ivl_backend *be, const ivl_weight_reader *r, const ivl_llm_conf
     if (s->has_head) {
         if (ivl_load_1d(be, r, "llm.norm", D, &w->norm)) return -1;
         if (s->vocab_local > 0 &&
-            ivl_load_tensor(be, r, "llm.lm_head", IVL_READ_ROWS, s->vocab0, s->vocab_local,
+            ivl_load_weight(be, r, "llm.lm_head", IVL_READ_ROWS, s->vocab0, s->vocab_local,
                             s->vocab_local, D, &w->lm_head)) return -1;
     }
     return 0;

@@ -15,6 +15,13 @@ int ivl_load_tensor(ivl_backend *be, const ivl_weight_reader *r, const char *nam
                     ivl_read_kind kind, int64_t start, int64_t count, int64_t rows,
                     int64_t cols, ivl_tensor *out);
 
+// A linear layer's weight [rows, cols] (out, in): like ivl_load_tensor, but a quantized tensor
+// of the source (weights/SCHEMA.md) is uploaded as a quantized backend weight (upload_quant;
+// an error naming the tensor on a backend without quantized kernels).
+int ivl_load_weight(ivl_backend *be, const ivl_weight_reader *r, const char *name,
+                    ivl_read_kind kind, int64_t start, int64_t count, int64_t rows,
+                    int64_t cols, ivl_tensor *out);
+
 // Whole tensor that must hold exactly rows*cols elements.
 static inline int ivl_load_2d(ivl_backend *be, const ivl_weight_reader *r, const char *name,
                               int64_t rows, int64_t cols, ivl_tensor *out) {

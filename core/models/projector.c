@@ -9,9 +9,9 @@ int ivl_projector_load(ivl_backend *be, const ivl_weight_reader *r,
     const int64_t in = c->in_dim, D = c->out_dim;
     if (ivl_load_1d(be, r, "mlp1.0.weight", in, &w->ln_w)) return -1;
     if (ivl_load_1d(be, r, "mlp1.0.bias", in, &w->ln_b)) return -1;
-    if (ivl_load_2d(be, r, "mlp1.1.weight", D, in, &w->fc1_w)) return -1;
+    if (ivl_load_weight(be, r, "mlp1.1.weight", IVL_READ_ALL, 0, 0, D, in, &w->fc1_w)) return -1;
     if (ivl_load_1d(be, r, "mlp1.1.bias", D, &w->fc1_b)) return -1;
-    if (ivl_load_2d(be, r, "mlp1.3.weight", D, D, &w->fc2_w)) return -1;
+    if (ivl_load_weight(be, r, "mlp1.3.weight", IVL_READ_ALL, 0, 0, D, D, &w->fc2_w)) return -1;
     if (ivl_load_1d(be, r, "mlp1.3.bias", D, &w->fc2_b)) return -1;
     return 0;
 }

@@ -41,7 +41,9 @@ int ivl_vit_shard_init(const ivl_vit_config *c, int rank, int size, ivl_vit_shar
 // A row block of a weight, or a slice of a vector.
 static int load_rows(ivl_backend *be, const ivl_weight_reader *r, const char *name, int64_t r0,
                      int64_t n, int64_t cols, ivl_tensor *out) {
-    if (ivl_load_tensor(be, r, name, IVL_READ_ROWS, r0, n, n, cols, out)) return -1;
+    if (cols > 1 ? ivl_load_weight(be, r, name, IVL_READ_ROWS, r0, n, n, cols, out)
+                 : ivl_load_tensor(be, r, name, IVL_READ_ROWS, r0, n, n, cols, out))
+        return -1;
     if (cols == 1) *out = ivl_tensor_reshape(out, 1, &n);
     return 0;
 }
@@ -69,14 +71,14 @@ static int load_layer(ivl_backend *be, const ivl_weight_reader *r, const ivl_vit
         if (load_rows(be, r, NAME("attn.q_norm.weight"), f0, F, 1, &L->q_norm_w)) return -1;
         if (load_rows(be, r, NAME("attn.k_norm.weight"), f0, F, 1, &L->k_norm_w)) return -1;
     }
-    if (ivl_load_tensor(be, r, NAME("attn.proj.weight"), IVL_READ_COLS, f0, F, C, F, &L->proj_w))
+    if (ivl_load_weight(be, r, NAME("attn.proj.weight"), IVL_READ_COLS, f0, F, C, F, &L->proj_w))
         return -1;
     if (owner && ivl_load_1d(be, r, NAME("attn.proj.bias"), C, &L->proj_b)) return -1;
     if (ivl_load_1d(be, r, NAME("ls1"), C, &L->ls1)) return -1;
     if (ivl_load_1d(be, r, NAME("ls2"), C, &L->ls2)) return -1;
     if (load_rows(be, r, NAME("mlp.fc1.weight"), i0, I, C, &L->fc1_w)) return -1;
     if (load_rows(be, r, NAME("mlp.fc1.bias"), i0, I, 1, &L->fc1_b)) return -1;
-    if (ivl_load_tensor(be, r, NAME("mlp.fc2.weight"), IVL_READ_COLS, i0, I, C, I, &L->fc2_w))
+    if (ivl_load_weight(be, r, NAME("mlp.fc2.weight"), IVL_READ_COLS, i0, I, C, I, &L->fc2_w))
         return -1;
     if (owner && ivl_load_1d(be, r, NAME("mlp.fc2.bias"), C, &L->fc2_b)) return -1;
 #undef NAME

@@ -23,6 +23,13 @@ typedef struct ivl_weight_reader {
     int (*has)(void *ctx, const char *name);
     // Shape of a stored tensor (for the vocab size and shape checks).
     int (*shape)(void *ctx, const char *name, int *ndim, int64_t *shape);
+    // Quantized tensors (weights/SCHEMA.md "Quantized tensors"); both NULL when the source
+    // has none. quant_bits: 8 or 4 for a quantized tensor, 0 for a float one, -1 + error.
+    // read_quant: the whole weight, a block of rows, or a block of input columns (which must
+    // start and end on group boundaries) as a new host ivl_qweight (host layout).
+    int (*quant_bits)(void *ctx, const char *name);
+    int (*read_quant)(void *ctx, const char *name, ivl_read_kind kind, int64_t start,
+                      int64_t count, ivl_qweight *out);
 } ivl_weight_reader;
 
 #endif
