@@ -34,6 +34,7 @@ PKGS=(
   libjpeg-dev libpng-dev                          # image decoding (libjpeg-turbo, libpng)
   libsentencepiece-dev sentencepiece              # tokenizer library + spm_train
   libarchive-dev libcjson-dev                     # tar shards, JSON
+  libmicrohttpd-dev curl                          # `internvl serve` (HTTP), its tests
   python3 python3-numpy                           # test/demo checkpoint generator,
   python3-sentencepiece python3-protobuf          #   which also writes the tokenizer files
 )
