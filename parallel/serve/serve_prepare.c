@@ -97,13 +97,15 @@ int ivl_serve_prepare(const ivl_serve_model *m, const ivl_serve_request *r, ivl_
         ivl_token_list_free(&ids);
         return ivl_serve_fail(e, 400, "messages", "%s", ivl_last_error());
     }
-    const int ctx = cfg->llm.max_position, unbounded = cfg->llm.rope_scaling == IVL_ROPE_DYNAMIC;
+    // The context is max_position_embeddings even where dynamic RoPE scaling would go on
+    // (`internvl chat` allows that): the KV cache of a request is allocated up front.
+    const int ctx = cfg->llm.max_position;
     int max_new = r->max_tokens;
     if (!max_new) {
         max_new = m->default_max_tokens;
-        if (!unbounded && ids.n + max_new > ctx) max_new = ctx - ids.n;
+        if (ids.n + max_new > ctx) max_new = ctx - ids.n;
     }
-    if (max_new < 1 || (!unbounded && ids.n + max_new > ctx)) {
+    if (max_new < 1 || ids.n + max_new > ctx) {
         ivl_serve_fail(e, 400, "messages", "the conversation needs %d prompt tokens (%d image "
                        "tiles) + %d new tokens, more than the model's context of %d positions: "
                        "send fewer images, a smaller max_tiles or max_tokens", ids.n, j->tiles,
