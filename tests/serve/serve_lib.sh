@@ -33,15 +33,16 @@ serve_start() {
   URL=http://127.0.0.1:$PORT
 }
 
-# serve_stop: SIGTERM, expect exit 0 within 30 s.
+# serve_stop [SIG]: SIGTERM (or SIG: mpirun ends the job itself on SIGTERM and forwards
+# SIGUSR1), expect exit 0 within 30 s.
 serve_stop() {
-  kill -TERM "$SERVE_PID"
+  kill "-${1:-TERM}" "$SERVE_PID"
   local t=0
   while kill -0 "$SERVE_PID" 2>/dev/null; do
     sleep 0.2; t=$((t + 1)); [ $t -gt 150 ] && fail "the server did not exit within 30 s of SIGTERM"
   done
   wait "$SERVE_PID"; local rc=$?
-  [ $rc = 0 ] || fail "the server exited $rc after SIGTERM (want 0)"
+  [ $rc = 0 ] || fail "the server exited $rc after SIG${1:-TERM} (want 0)"
   SERVE_PID=
 }
 
