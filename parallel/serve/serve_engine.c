@@ -147,7 +147,8 @@ int ivl_serve_engine_run(ivl_serve_engine *e) {
     const int root = s->rank == 0;
     run_ctx c = {.e = e, .stream = root ? ivl_token_stream_new(s->tok, 1) : NULL};
     double grace_end = 0;
-    int idle = 0, draining = 0;
+    int trimmed = 1, draining = 0;
+    double idle_since = 0;
     for (;;) {
         job_header h = {0};
         ivl_serve_job *j = NULL;
@@ -164,11 +165,17 @@ int ivl_serve_engine_run(ivl_serve_engine *e) {
             if (!j && grace_end && ivl_serve_queue_len(e->queue) == 0) {
                 h.cmd = CMD_EXIT;
             } else if (!j) {
-                if (!idle) malloc_trim(0);   // give freed pixels and buffers back when idle
-                idle = 1;
+                // Idle for a while (the HTTP threads have dropped their last jobs): give the
+                // freed pixels and buffers back to the system once.
+                if (!idle_since) idle_since = ivl_serve_now();
+                if (!trimmed && ivl_serve_now() - idle_since > 0.5) {
+                    malloc_trim(0);
+                    trimmed = 1;
+                }
                 continue;
             } else {
-                idle = 0;
+                idle_since = 0;
+                trimmed = 0;
                 h = (job_header){CMD_JOB, j->n_ids, j->tiles, j->max_new, j->sampling.do_sample,
                                  j->sampling.top_k, j->sampling.seed, j->sampling.temperature,
                                  j->sampling.top_p, j->sampling.repetition_penalty, 0};
@@ -193,6 +200,10 @@ int ivl_serve_engine_run(ivl_serve_engine *e) {
         c.reason = NULL;
         c.grace_end = grace_end;
         run_job(&c, &h, ids, pixels);
+        if (root && j->pixels) {   // encoded: the pixels are not needed any more
+            free(j->pixels);
+            j->pixels = NULL;
+        }
         if (c.grace_end) grace_end = c.grace_end;   // the signal came during the job
         if (root) {
             ivl_serve_job_unref(j);
