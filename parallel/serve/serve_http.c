@@ -25,6 +25,7 @@ struct ivl_serve_http {
     ivl_serve_metrics *metrics;
     struct MHD_Daemon *d;
     atomic_int draining;
+    atomic_int active;   // chat requests being handled (streams until their response is freed)
 };
 
 // Per-connection request state: the body as it arrives.
@@ -115,6 +116,7 @@ typedef struct {
     int phase;          // 0 role chunk, 1 content, 2 usage, 3 [DONE], 4 end
     char *pend;         // an event being written out
     size_t pend_len, pend_off;
+    double last_sent;   // monotonic seconds of the last event
 } sse_state;
 
 static char *chunk(const sse_state *s, const char *role, const char *content, size_t n,
@@ -182,6 +184,13 @@ static int next_event(sse_state *s) {
             }
             if (done) break;
             if (client_gone(s->c)) return 0;
+            // libmicrohttpd closes a connection silent for --read-timeout even while its
+            // reader waits (queue, prefill): an SSE comment keeps it alive; clients skip it.
+            double ka = s->h->o.read_timeout_s / 3.0;
+            if (ivl_serve_now() - s->last_sent > (ka < 0.5 ? 0.5 : ka > 10 ? 10 : ka)) {
+                set_pending(s, ivl_strdup(": keep-alive\n\n"));
+                return 1;
+            }
         }
         if (failed_reason(j->finish_reason)) {
             ivl_serve_error e;
@@ -215,6 +224,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     while (s->pend_off == s->pend_len) {
         int r = next_event(s);
+        s->last_sent = ivl_serve_now();
         if (r == 0) {
             atomic_store(&s->j->cancel, 1);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -232,6 +242,7 @@ static void sse_free(void *cls) {
     sse_state *s = cls;
     if (!s->j->done) atomic_store(&s->j->cancel, 1);   // the connection ended first
     ivl_serve_job_unref(s->j);
+    atomic_fetch_sub(&s->h->active, 1);
     free(s->pend);
     free(s);
 }
@@ -270,8 +281,8 @@ static enum MHD_Result answer_whole(ivl_serve_http *h, struct MHD_Connection *c,
     return send_json(h, c, 200, o);
 }
 
-static enum MHD_Result chat_completions(ivl_serve_http *h, struct MHD_Connection *c,
-                                        const conn_state *cs) {
+static enum MHD_Result chat_completions_in(ivl_serve_http *h, struct MHD_Connection *c,
+                                           const conn_state *cs, int *streaming) {
     ivl_serve_error e;
     if (atomic_load(&h->draining)) {
         ivl_serve_fail(&e, 503, "", "the server is shutting down");
@@ -303,6 +314,7 @@ static enum MHD_Result chat_completions(ivl_serve_http *h, struct MHD_Connection
         ivl_serve_job_unref(j);
         return ok;
     }
+    *streaming = 1;   // sse_free ends the request's count
     sse_state *s = ivl_calloc(1, sizeof *s);
     s->h = h;
     s->j = j;   // the stream owns the reference
@@ -315,6 +327,17 @@ static enum MHD_Result chat_completions(ivl_serve_http *h, struct MHD_Connection
     MHD_destroy_response(resp);
     ivl_serve_metrics_status(h->metrics, 200);
     return ok;
+}
+
+// Counted in h->active from the first byte of handling to the last byte sent, so that a
+// shutdown can wait for every answer to be written before it closes the connections.
+static enum MHD_Result chat_completions(ivl_serve_http *h, struct MHD_Connection *c,
+                                        const conn_state *cs) {
+    atomic_fetch_add(&h->active, 1);
+    int streaming = 0;
+    enum MHD_Result r = chat_completions_in(h, c, cs, &streaming);
+    if (!streaming) atomic_fetch_sub(&h->active, 1);
+    return r;
 }
 
 // ---- GET endpoints ----------------------------------------------------------------------
@@ -429,6 +452,7 @@ ivl_serve_http *ivl_serve_http_start(const ivl_serve_http_opts *o, const ivl_ser
     h->q = q;
     h->metrics = metrics;
     atomic_init(&h->draining, 0);
+    atomic_init(&h->active, 0);
     struct sockaddr_in a4 = {0};
     struct sockaddr_in6 a6 = {0};
     const char *host = !strcmp(o->host, "localhost") ? "127.0.0.1" : o->host;
@@ -479,6 +503,12 @@ void ivl_serve_http_quiesce(ivl_serve_http *h) {
 
 void ivl_serve_http_stop(ivl_serve_http *h) {
     if (!h) return;
+    // Every job is finished; let the connection threads write their last bytes (answers,
+    // the final events of streams, 503s of requests that came during the drain) first.
+    double until = ivl_serve_now() + 10;
+    while (atomic_load(&h->active) > 0 && ivl_serve_now() < until) usleep(10000);
+    if (atomic_load(&h->active) > 0)
+        LOG_WARN("serve: %d answers still being written at exit", atomic_load(&h->active));
     MHD_stop_daemon(h->d);
     free(h);
 }
