@@ -370,9 +370,11 @@ static enum MHD_Result route(ivl_serve_http *h, struct MHD_Connection *c, const 
                              ivl_strdup(d ? "{\"status\":\"shutting down\"}" : "{\"status\":\"ok\"}"), 0);
         }
     } else if (!strcmp(url, "/metrics")) {
-        if (get)
+        if (get) {
+            ivl_serve_metrics_queue(h->metrics, ivl_serve_queue_len(h->q));   // live
             return send_text(h, c, 200, "text/plain; version=0.0.4; charset=utf-8",
                              ivl_serve_metrics_render(h->metrics), 0);
+        }
     } else {
         ivl_serve_fail(&e, 404, "", "no such endpoint: %s %.200s (POST /v1/chat/completions, "
                        "GET /v1/models, /health, /metrics)", method, url);

@@ -54,6 +54,12 @@ void ivl_serve_metrics_gauges(ivl_serve_metrics *m, int queue_length, int runnin
     pthread_mutex_unlock(&m->mu);
 }
 
+void ivl_serve_metrics_queue(ivl_serve_metrics *m, int queue_length) {
+    pthread_mutex_lock(&m->mu);
+    m->queue_length = queue_length;
+    pthread_mutex_unlock(&m->mu);
+}
+
 typedef struct {
     char *s;
     size_t n, cap;

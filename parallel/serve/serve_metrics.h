@@ -35,6 +35,7 @@ void ivl_serve_metrics_done(ivl_serve_metrics *m, int prompt_tokens, int complet
                             double ttft, double tpot, double e2e, const char *finish_reason);
 void ivl_serve_metrics_gauges(ivl_serve_metrics *m, int queue_length, int running,
                               int64_t kv_tokens);
+void ivl_serve_metrics_queue(ivl_serve_metrics *m, int queue_length);
 // The exposition text (malloc'ed).
 char *ivl_serve_metrics_render(ivl_serve_metrics *m);
 

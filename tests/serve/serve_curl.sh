@@ -160,15 +160,15 @@ serve_stop
 ok "SIGTERM when idle: exit 0"
 
 # ---- bounded queue (429 + Retry-After), per-request timeout (504), SIGTERM with work ----
-serve_start --max-queue 1 --request-timeout 4 --grace 2
+serve_start --max-queue 1 --request-timeout 4 --grace 2 --read-timeout 1
 chat_body "$WORK/long" "$Q" "$IMG" ',"max_tokens":30000,"max_tiles":2,"stream":true'
 curl -sN --max-time 30 --data-binary @"$WORK/long" "$URL/v1/chat/completions" > "$WORK/sse_a" &
 ca=$!
-sleep 1
+wait_metric ivl_serve_running_sequences 1
 chat_body "$WORK/long2" "$Q" "$IMG" ',"max_tokens":30000,"max_tiles":2'
 curl -s --max-time 30 -o "$WORK/resp_b" -w '%{http_code}' --data-binary @"$WORK/long2" "$URL/v1/chat/completions" > "$WORK/status_b" &
 cb=$!
-sleep 0.5
+wait_metric ivl_serve_queue_length 1
 curl -s -D "$WORK/hdr_c" -o "$WORK/resp_c" --max-time 30 --data-binary @"$WORK/long2" "$URL/v1/chat/completions"
 grep -q '^HTTP/1.1 429' "$WORK/hdr_c" || fail "third request with --max-queue 1: $(grep ^HTTP "$WORK/hdr_c")"
 grep -qi '^Retry-After: [0-9]' "$WORK/hdr_c" || fail "429 without Retry-After"
@@ -181,11 +181,18 @@ grep -q '"type":"timeout"' "$WORK/sse_a" && [ "$(tail -n 2 "$WORK/sse_a" | head 
 ok "per-request timeout: the stream gets an error event + [DONE], the queued request 504"
 curl -sN --max-time 30 --data-binary @"$WORK/long" "$URL/v1/chat/completions" > "$WORK/sse_d" &
 cd=$!
-sleep 1
+wait_metric ivl_serve_running_sequences 1
+curl -sN --max-time 30 --data-binary @"$WORK/long" "$URL/v1/chat/completions" > "$WORK/sse_e" &
+ce=$!
+wait_metric ivl_serve_queue_length 1
+sleep 1.5
 t0=$(date +%s%N)
 serve_stop
 dt=$(( ($(date +%s%N) - t0) / 1000000 ))
-wait $cd
+wait $cd $ce
 [ "$(tail -n 2 "$WORK/sse_d" | head -1)" = "data: [DONE]" ] || fail "stream at SIGTERM did not end cleanly: $(tail -c 200 "$WORK/sse_d")"
 ok "SIGTERM during a stream: the stream ends ([DONE]) after the 2 s grace, exit 0 in $dt ms"
+grep -q '^data: {"error"' "$WORK/sse_e" && \
+  [ "$(tail -n 2 "$WORK/sse_e" | head -1)" = "data: [DONE]" ] || fail "queued stream at SIGTERM: $(grep -c keep-alive "$WORK/sse_e") keep-alives; $(head -c 400 "$WORK/sse_e")"
+ok "a stream queued for longer than --read-timeout 1 stays open ( keep-alive comments), then gets an error event (timeout or shutdown) and [DONE]"
 echo "all serve_curl checks passed"

@@ -67,5 +67,13 @@ post() {
 }
 # json_get FILE EXPR: a field of a JSON file (Python expression on `d`)
 json_get() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# wait_metric NAME VALUE: until /metrics shows it (30 s at most).
+wait_metric() {
+  for _ in $(seq 300); do
+    curl -s --max-time 5 "$URL/metrics" | grep -q "^$1 $2\$" && return 0
+    sleep 0.1
+  done
+  fail "/metrics never showed $1 $2"
+}
 healthy() { [ "$(curl -s --max-time 10 "$URL/health")" = '{"status":"ok"}' ] || fail "not serving after: $1"; }
 PY=${IVL_PYTHON:-python3}
