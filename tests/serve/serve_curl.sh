@@ -194,5 +194,5 @@ wait $cd $ce
 ok "SIGTERM during a stream: the stream ends ([DONE]) after the 2 s grace, exit 0 in $dt ms"
 grep -q '^data: {"error"' "$WORK/sse_e" && \
   [ "$(tail -n 2 "$WORK/sse_e" | head -1)" = "data: [DONE]" ] || fail "queued stream at SIGTERM: $(grep -c keep-alive "$WORK/sse_e") keep-alives; $(head -c 400 "$WORK/sse_e")"
-ok "a stream queued for longer than --read-timeout 1 stays open ( keep-alive comments), then gets an error event (timeout or shutdown) and [DONE]"
+ok "a stream queued for longer than --read-timeout 1 stays open ($(grep -c "^: keep-alive" "$WORK/sse_e") keep-alive comments), then gets an error event (timeout or shutdown) and [DONE]"
 echo "all serve_curl checks passed"
