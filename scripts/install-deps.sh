@@ -8,7 +8,7 @@
 #                                      (the demo checkpoint generator)
 #   scripts/install-deps.sh --tests    also the test/bench deps: torch (Python reference), h5py,
 #                                      Pillow, sentencepiece module, Slurm + munge, clang/libFuzzer,
-#                                      valgrind, gnuplot
+#                                      valgrind, gnuplot, Node.js + npm (when absent)
 #   scripts/install-deps.sh --check    only report what is missing (exit 1 if anything is)
 #
 # CUDA is not installed here: the build uses the CUDA 13 toolkit at /usr/local/cuda when it
@@ -46,6 +46,9 @@ if [ "$WITH_TESTS" = 1 ]; then
     gnuplot-nox                                   # bench/plot
     imagemagick-6-doc                             # real JPEG/PNG photos for tests/image (8 MB)
   )
+  # The server's tests drive it with the official OpenAI Node client (npm-installed by the
+  # test): Debian's Node.js and npm, unless a Node.js with npm is already there (NodeSource).
+  if ! command -v npm > /dev/null 2>&1; then PKGS+=(nodejs npm); fi
 fi
 
 installed=" $(dpkg-query -W -f='${Package}:${db:Status-Abbrev}\n' "${PKGS[@]}" 2>/dev/null \
