@@ -139,11 +139,9 @@ int cmd_serve(int argc, char **argv) {
 
     ivl_model_config cfg_view = *cfg;   // the default system message the requests get
     if (system) snprintf(cfg_view.system_message, sizeof cfg_view.system_message, "%s", system);
-    pthread_mutex_t tok_mu = PTHREAD_MUTEX_INITIALIZER;
     sm.cfg = &cfg_view;
     sm.tok = s.tok;
     sm.tp = tp;
-    sm.tok_mu = &tok_mu;
     sm.stop_id = stop;
 
     ivl_serve_queue queue;

@@ -87,9 +87,7 @@ int ivl_serve_prepare(const ivl_serve_model *m, const ivl_serve_request *r, ivl_
                          .question = r->question, .tiles = tiles, .n_images = r->n_images,
                          .tokens_per_tile = cfg->proj.tokens_per_tile};
     ivl_token_list ids = {0};
-    pthread_mutex_lock(m->tok_mu);
     int rc = ivl_chat_encode(m->tok, m->tp, &p, &ids, NULL);
-    pthread_mutex_unlock(m->tok_mu);
     for (int i = 0; i < r->n_history; i++) free((char *)hist[i].assistant);
     free(hist);
     free(tiles);

@@ -6,8 +6,6 @@
 #ifndef IVL_SERVE_PREPARE_H
 #define IVL_SERVE_PREPARE_H
 
-#include <pthread.h>
-
 #include "core/models/config.h"
 #include "core/text/chat.h"
 #include "parallel/serve/serve_job.h"
@@ -16,9 +14,8 @@
 
 typedef struct {
     const ivl_model_config *cfg;
-    const ivl_tokenizer *tok;
+    const ivl_tokenizer *tok;     // read-only, shared by the HTTP threads (tokenizer.h)
     const ivl_chat_template *tp;
-    pthread_mutex_t *tok_mu;      // serialises tokenizer calls between HTTP threads
     int32_t stop_id;
     int64_t max_pixels;           // per image (decompression bombs)
     int max_total_tiles;          // per request
