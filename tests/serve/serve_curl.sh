@@ -71,6 +71,35 @@ got=$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')
 [ "$STATUS" = 200 ] && [ "$got" = "${two[1]}" ] || fail "second turn: HTTP $STATUS '$got' vs chat '${two[1]}'"
 ok "multi-turn, image in the first turn = internvl chat's second answer"
 
+# Sampling maps onto chat's sampler: temperature + top_p + seed, no top-k.
+swant=$("$BIN" chat --model "$MODEL" --image "$IMG" --max-tiles 2 --max-new-tokens 12 --do-sample \
+        --temperature 0.8 --top-p 0.9 --top-k 0 --seed 42 "$Q" 2>/dev/null)
+chat_body "$WORK/req" "$Q" "$IMG" ',"max_tokens":12,"temperature":0.8,"top_p":0.9,"seed":42,"max_tiles":2'
+post "$WORK/req"
+got=$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')
+[ "$STATUS" = 200 ] && [ "$got" = "$swant" ] || fail "sampled: '$got' vs chat '$swant'"
+ok "sampled (temperature 0.8, top_p 0.9, seed 42) = internvl chat --do-sample --top-k 0"
+
+# A stop string cuts the answer before it (streamed and not), finish_reason stop.
+stop=$(printf '%s' "$want" | "$PY" -c 'import sys; t=sys.stdin.read(); print(t[len(t)//2:len(t)//2+3])')
+cut=$(printf '%s' "$want" | "$PY" -c 'import sys; t=sys.stdin.read(); s=sys.argv[1]; print(t[:t.find(s)], end="")' "$stop")
+sj=$("$PY" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$stop")
+chat_body "$WORK/req" "$Q" "$IMG" ',"max_tokens":12,"temperature":0,"max_tiles":2,"stop":['"$sj"',"never-appears"]'
+post "$WORK/req"
+[ "$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')" = "$cut" ] && \
+  [ "$(json_get "$WORK/resp" 'd["choices"][0]["finish_reason"]')" = stop ] || fail "stop string $sj: $(cat "$WORK/resp")"
+sed -i 's/"max_tiles":2,/"max_tiles":2,"stream":true,/' "$WORK/req"
+curl -sN --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" > "$WORK/sse"
+got=$("$PY" -c '
+import json, sys
+t = ""
+for l in open(sys.argv[1], encoding="utf-8"):
+    if l.startswith("data: {"):
+        for c in json.loads(l[6:])["choices"]: t += c["delta"].get("content", "")
+sys.stdout.write(t)' "$WORK/sse")
+[ "$got" = "$cut" ] && grep -q '"finish_reason":"stop"' "$WORK/sse" || fail "streamed stop string: '$got' vs '$cut'"
+ok "stop string $sj: the answer is cut before it, plain and streamed"
+
 # file:// under the allowed root works and gives the same answer.
 printf '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"file://%s"}},{"type":"text","text":"%s"}]}],"max_tokens":12,"max_tiles":2}' \
   "$WORK/media/sub/pic.jpg" "$Q" > "$WORK/req"
