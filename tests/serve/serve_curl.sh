@@ -189,7 +189,7 @@ serve_stop
 ok "SIGTERM when idle: exit 0"
 
 # ---- bounded queue (429 + Retry-After), per-request timeout (504), SIGTERM with work ----
-serve_start --max-queue 1 --request-timeout 4 --grace 2 --read-timeout 1
+serve_start --max-queue 1 --request-timeout 8 --grace 2 --read-timeout 1
 chat_body "$WORK/long" "$Q" "$IMG" ',"max_tokens":30000,"max_tiles":2,"stream":true'
 curl -sN --max-time 30 --data-binary @"$WORK/long" "$URL/v1/chat/completions" > "$WORK/sse_a" &
 ca=$!
@@ -198,7 +198,8 @@ chat_body "$WORK/long2" "$Q" "$IMG" ',"max_tokens":30000,"max_tiles":2'
 curl -s --max-time 30 -o "$WORK/resp_b" -w '%{http_code}' --data-binary @"$WORK/long2" "$URL/v1/chat/completions" > "$WORK/status_b" &
 cb=$!
 wait_metric ivl_serve_queue_length 1
-curl -s -D "$WORK/hdr_c" -o "$WORK/resp_c" --max-time 30 --data-binary @"$WORK/long2" "$URL/v1/chat/completions"
+chat_body "$WORK/short" "$Q" "" ',"max_tokens":4'   # text only: refused fast, while B waits
+curl -s -D "$WORK/hdr_c" -o "$WORK/resp_c" --max-time 30 --data-binary @"$WORK/short" "$URL/v1/chat/completions"
 grep -q '^HTTP/1.1 429' "$WORK/hdr_c" || fail "third request with --max-queue 1: $(grep ^HTTP "$WORK/hdr_c")"
 grep -qi '^Retry-After: [0-9]' "$WORK/hdr_c" || fail "429 without Retry-After"
 json_get "$WORK/resp_c" 'd["error"]["message"]' > /dev/null || fail "429 body"
