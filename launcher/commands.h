@@ -12,5 +12,6 @@ int cmd_forward(int argc, char **argv) __attribute__((weak));
 int cmd_chat(int argc, char **argv) __attribute__((weak));
 int cmd_caption(int argc, char **argv) __attribute__((weak));
 int cmd_bench(int argc, char **argv) __attribute__((weak));
+int cmd_serve(int argc, char **argv) __attribute__((weak));
 
 #endif

@@ -21,6 +21,7 @@ static const subcommand k_commands[] = {
     {"chat",    cmd_chat,    "answer questions about images, streaming"},
     {"caption", cmd_caption, "caption a dataset (folders, lists, tar shards), resumable"},
     {"bench",   cmd_bench,   "throughput benchmarks: vit, prefill, decode, e2e"},
+    {"serve",   cmd_serve,   "OpenAI-compatible HTTP API (chat completions, streaming, metrics)"},
 };
 
 static void usage(FILE *f) {

@@ -165,6 +165,11 @@ void ivl_dist_free(ivl_dist *d) {
     ivl_topology_free(&d->topo);
 }
 
+void ivl_dist_kv_free(ivl_dist *d) {
+    if (d->kv_ready) ivl_kv_cache_free(d->model.be, &d->model.shard, &d->kv);
+    d->kv_ready = 0;
+}
+
 void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx) {
     if (d->kv_ready) ivl_kv_cache_free(d->model.be, &d->model.shard, &d->kv);
     ivl_kv_cache_init(d->model.be, &d->model.cfg.llm, &d->model.shard, slots, max_ctx, &d->kv);

@@ -80,6 +80,7 @@ void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t til
 
 // KV cache for `slots` sequences of max_ctx tokens on this rank's layers.
 void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx);
+void ivl_dist_kv_free(ivl_dist *d);
 
 // The step for ivl_generate (every rank runs ivl_generate in lockstep), for any layout, one
 // rank included: dumps of the layers this rank holds; greedy picks on the device when tp = 1.

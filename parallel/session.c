@@ -148,6 +148,8 @@ ivl_kv_cache *ivl_session_kv(ivl_session *s) { return &s->dist.kv; }
 
 const ivl_tensor **ivl_session_step_embeds(ivl_session *s) { return &s->dist.image_embeds; }
 
+void ivl_session_kv_free(ivl_session *s) { ivl_dist_kv_free(&s->dist); }
+
 void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx) {
     ivl_dist_kv_init(&s->dist, slots, max_ctx);
 }

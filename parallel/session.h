@@ -56,6 +56,8 @@ const ivl_tensor **ivl_session_step_embeds(ivl_session *s);
 
 // (Re)creates the KV cache: `slots` sequences of up to max_ctx tokens each.
 void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx);
+// Frees the KV cache now (a server between requests); ivl_session_kv_init makes a new one.
+void ivl_session_kv_free(ivl_session *s);
 
 // The step for ivl_generate over the current image embeddings and KV cache.
 ivl_step ivl_session_step(ivl_session *s);

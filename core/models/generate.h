@@ -84,6 +84,10 @@ typedef struct {
     ivl_sampling sampling;
     // Called for every generated token as it is chosen (streaming); may be NULL.
     void (*on_token)(void *ctx, int seq, int32_t token);
+    // Optional: called after each step's tokens went to on_token while sequences remain; a
+    // nonzero return ends generation there (cancel, timeout, a stop string). With several
+    // ranks every rank must get the same answer (the caller agrees it, e.g. a broadcast).
+    int (*should_stop)(void *ctx);
     void *cb_ctx;
     float *prefill_logits;     // optional out: [B, V] logits at each prompt's last position
 } ivl_gen_params;
