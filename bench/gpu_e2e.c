@@ -134,7 +134,7 @@ static int srw_read(void *ctx, const char *name, ivl_read_kind kind, int64_t sta
 }
 
 static ivl_weight_reader make_reader(scaled_rw *w) {
-    ivl_weight_reader r = {w, srw_read, srw_has, srw_shape};
+    ivl_weight_reader r = {.ctx = w, .read = srw_read, .has = srw_has, .shape = srw_shape};
     return r;
 }
 
