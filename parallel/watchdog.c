@@ -54,9 +54,16 @@ static void fire(ivl_watchdog *w, double silent_s) {
     _exit(IVL_WATCHDOG_EXIT);
 }
 
+// The silence is counted by this thread's own polls, not as "now - last beat": a process that
+// was itself stopped (SIGSTOP, Slurm's gang scheduling or `scontrol suspend`, a suspended VM)
+// sees a wake-up far later than asked for, and that gap does not count. So a job suspended and
+// resumed as a whole does not end, and a frozen rank that is resumed (mpirun sends SIGCONT
+// before it kills) does not claim to be the live one.
 static void *run(void *arg) {
     ivl_watchdog *w = arg;
     const double poll_s = w->timeout_s / 10 < 1 ? w->timeout_s / 10 : 1;
+    const int64_t poll_ns = (int64_t)(poll_s * 1e9), late_ns = poll_ns + 2000000000;
+    int64_t last_poll = now_ns(), seen_beat = atomic_load(&w->beat_ns), silent_ns = 0;
     pthread_mutex_lock(&w->mu);
     while (!w->stopping) {
         struct timespec t;
@@ -66,8 +73,17 @@ static void *run(void *arg) {
         t.tv_nsec = ns % 1000000000;
         pthread_cond_timedwait(&w->cv, &w->mu, &t);
         if (w->stopping) break;
-        double silent = (double)(now_ns() - atomic_load(&w->beat_ns)) / 1e9;
-        if (silent >= w->timeout_s) fire(w, silent);
+        const int64_t now = now_ns(), beat = atomic_load(&w->beat_ns);
+        int64_t dt = now - last_poll;
+        last_poll = now;
+        if (dt > late_ns) dt = poll_ns;   // this process was stopped: that time does not count
+        if (beat != seen_beat) {
+            seen_beat = beat;
+            silent_ns = now - beat < dt ? now - beat : dt;
+        } else {
+            silent_ns += dt;
+        }
+        if ((double)silent_ns / 1e9 >= w->timeout_s) fire(w, (double)silent_ns / 1e9);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
