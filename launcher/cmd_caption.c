@@ -60,7 +60,7 @@ static void usage(FILE *f) {
         "  --gpu-share            let several ranks use one GPU (tests, small models)\n"
         "  --step-timeout S       end the job (exit 1, naming the ranks still alive) when no step\n"
         "                         finishes for S seconds: a rank is frozen or gone (default 600;\n"
-        "                         0 = off; raise it for CPU runs of the 26B model)\n"
+        "                         0 = off; raise it for CPU runs of the 26B model; one rank: off)\n"
         "  --allow-mixed-settings resume outputs made with another model, prompt, system message,\n"
         "                         --max-tiles, --max-new-tokens or sampling (refused by default;\n"
         "                         DIR/<unit>.settings.json records them, each line's \"settings\")\n"

@@ -492,7 +492,8 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     const char *ft = getenv("IVL_FAULT_CAPTION_TICK");
     const int64_t fault_tick = ft ? atoll(ft) : 8;
     // A frozen rank would leave the others in MPI forever: a thread ends the job (watchdog.h).
-    ivl_watchdog *wd = ivl_watchdog_start(o->step_timeout_s, rank, world.size);
+    // One rank waits for nobody: no watchdog (a slow step on one CPU is not a hang).
+    ivl_watchdog *wd = ivl_watchdog_start(world.size > 1 ? o->step_timeout_s : 0, rank, world.size);
     uint64_t tick = 0;
     for (;; tick++) {
         // 1. Agree on stopping.

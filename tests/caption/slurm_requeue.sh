@@ -38,10 +38,13 @@ submit() {
 
 # finish NAME JOB: waits until the requeued job has run to completion and checks the output.
 finish() {
-    local name=$1 j=$2 s=""
+    local name=$1 j=$2 s="" ended=0
     for _ in $(seq 750); do   # 150 s at most
         s=$(state "$j")
-        [ "$s" = COMPLETED ] || [ "$s" = FAILED ] || [ "$s" = CANCELLED ] && break
+        [ "$s" = COMPLETED ] && break
+        # A job that requeues itself shows FAILED (exit 75) for a moment before PENDING.
+        case "$s" in FAILED|CANCELLED|TIMEOUT) ended=$((ended + 1)) ;; *) ended=0 ;; esac
+        [ $ended -ge 25 ] && break
         # A requeued job waits for its begin time; let it start now.
         [ "$s" = PENDING ] && scontrol update jobid="$j" starttime=now 2> /dev/null
         sleep 0.2

@@ -27,7 +27,8 @@ echo "rank 1 (pid $r1) stopped with $(cat "$T"/out/*.jsonl | wc -l) results on d
 for _ in $(seq $(((TO + 20) * 10))); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
 if kill -0 $job 2>/dev/null; then
     cat "$T/run1.log"
-    kill -CONT "$r1" 2>/dev/null; kill -9 "$r1" $job 2>/dev/null
+    kids=$(pgrep -P $job)
+    kill -CONT "$r1" 2>/dev/null; kill -9 $kids $job 2>/dev/null
     fail "the job was still running $((TO + 20)) s after rank 1 froze (--step-timeout $TO)"
 fi
 wait $job
