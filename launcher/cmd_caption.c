@@ -67,10 +67,11 @@ static void usage(FILE *f) {
         "Exit codes: 0 all outputs complete; 75 stopped early by SIGTERM, SIGINT, SIGUSR1 or SIGUSR2\n"
         "to the ranks (results so far are on disk: run again, e.g. requeue); 1 an error (message\n"
         "on stderr); 2 bad usage, or settings that differ from the outputs' (see above).\n"
-        "Signals and launchers: srun forwards SIGTERM to the ranks, so 75 comes back. Open MPI's\n"
-        "mpirun forwards SIGUSR1/SIGUSR2 but ends the job itself on SIGTERM/SIGINT and exits 1\n"
-        "(results so far are on disk all the same): stop an mpirun job with SIGUSR1 to get 75.\n"
-        "slurm/caption.sbatch does this and requeues on 75 (slurm/README.md).\n"
+        "Signals and launchers: mpirun and srun forward SIGUSR1/SIGUSR2 to the ranks (75), but\n"
+        "their own SIGTERM ends the job (mpirun exits 1, srun SIGKILLs the tasks: 137); results\n"
+        "so far are on disk all the same. Stop a launcher with SIGUSR1 to get 75; Slurm's own\n"
+        "SIGTERM (scancel, preemption) reaches the ranks directly. slurm/caption.sbatch turns\n"
+        "its SIGTERM into SIGUSR1 and requeues on 75 (docs/caption.md, slurm/README.md).\n"
         "A first signal finishes the captions in flight; a second drops them.\n");
 }
 
