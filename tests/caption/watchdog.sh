@@ -1,12 +1,12 @@
 #!/bin/bash
 # A frozen rank (issue 18, item 9): rank 1 of an mpirun job (tp 2) is stopped with SIGSTOP
 # in the middle of the job. Without a watchdog rank 0 waits in MPI forever. With
-# --step-timeout 5 the job must end non-zero within 5 s + 20 s of margin, rank 0 must print
+# --step-timeout 10 the job must end non-zero within 10 s + 20 s of margin, rank 0 must print
 # the watchdog's message (naming itself as alive and the step it waits in), no process of the
 # job may be left (the stopped one included), and the rerun completes every key exactly once.
 . "$(dirname "$0")/common.sh"
 T=$W/watchdog; rm -rf "$T"; mkdir -p "$T"
-TO=5
+TO=10
 $MPI -np 2 "$BIN" caption $ARGS $INPUTS --tp 2 --out "$T/out" --max-seqs 1 --flush-interval 0 \
     --step-timeout $TO > "$T/run1.log" 2>&1 &
 job=$!
