@@ -38,19 +38,24 @@ submit() {
 
 # finish NAME JOB: waits until the requeued job has run to completion and checks the output.
 finish() {
-    local name=$1 j=$2 s="" ended=0
+    local name=$1 j=$2 s="" ended=0 pend=0
     for _ in $(seq 750); do   # 150 s at most
         s=$(state "$j")
         [ "$s" = COMPLETED ] && break
-        # A job that requeues itself shows FAILED (exit 75) for a moment before PENDING.
+        # A job that requeues itself shows FAILED (exit 75) until its step is cleaned up (some
+        # seconds on a loaded machine), then PENDING.
         case "$s" in FAILED|CANCELLED|TIMEOUT) ended=$((ended + 1)) ;; *) ended=0 ;; esac
-        [ $ended -ge 25 ] && break
-        # A requeued job waits for its begin time; let it start now.
-        [ "$s" = PENDING ] && scontrol update jobid="$j" starttime=now 2> /dev/null
+        [ $ended -ge 100 ] && break
+        # A requeued job waits 121 s for its begin time (Slurm's guard: slurmd refuses a launch
+        # whose credential is not newer than the old run's revoked one, to the second). Once
+        # it has been pending for 3 s, let it start.
+        [ "$s" = PENDING ] && pend=$((pend + 1)) || pend=0
+        [ $pend = 15 ] && scontrol update jobid="$j" starttime=now
         sleep 0.2
     done
     cat "$T/$name.out"
-    [ "$s" = COMPLETED ] || fail "$name: job $j ended $s (or still running after 150 s)"
+    [ "$s" = COMPLETED ] || { scontrol show job "$j"; grep -i "JobId=$j\b" "$S/log/slurmctld.log" | tail -20
+        fail "$name: job $j ended $s (or still running after 150 s)"; }
     [ "$(restarts "$j")" -ge 1 ] || fail "$name: job $j was not restarted"
     grep -q "restart 1)" "$T/$name.out" || fail "$name: no second run in the log"
     [ "$(grep -c "internvl caption exited 0" "$T/$name.out")" = 1 ] || fail "$name: the last run did not exit 0"
