@@ -20,6 +20,7 @@
 #include "parallel/caption_lock.h"
 #include "parallel/caption_out.h"
 #include "parallel/caption_run.h"
+#include "parallel/caption_settings.h"
 #include "parallel/session.h"
 #include "weights/model_source.h"
 
@@ -57,8 +58,20 @@ static void usage(FILE *f) {
         "  --tp T --pp P          tensor x pipeline parallel layout (world = T x P, under mpirun)\n"
         "  --pp-layers A,B,..  --microbatches M  --vit-tp V (split the ViT over V ranks)\n"
         "  --gpu-share            let several ranks use one GPU (tests, small models)\n"
-        "Exit codes: 0 all outputs complete; 75 stopped by SIGTERM/SIGINT/SIGUSR1 (results so far\n"
-        "are on disk: run again, e.g. requeue); 1 an error (message on stderr); 2 bad usage.\n"
+        "  --step-timeout S       end the job (exit 1, naming the ranks still alive) when no step\n"
+        "                         finishes for S seconds: a rank is frozen or gone (default 600;\n"
+        "                         0 = off; raise it for CPU runs of the 26B model; one rank: off)\n"
+        "  --allow-mixed-settings resume outputs made with another model, prompt, system message,\n"
+        "                         --max-tiles, --max-new-tokens or sampling (refused by default;\n"
+        "                         DIR/<unit>.settings.json records them, each line's \"settings\")\n"
+        "Exit codes: 0 all outputs complete; 75 stopped early by SIGTERM, SIGINT, SIGUSR1 or SIGUSR2\n"
+        "to the ranks (results so far are on disk: run again, e.g. requeue); 1 an error (message\n"
+        "on stderr); 2 bad usage, or settings that differ from the outputs' (see above).\n"
+        "Signals and launchers: mpirun and srun forward SIGUSR1/SIGUSR2 to the ranks (75), but\n"
+        "their own SIGTERM ends the job (mpirun exits 1, srun SIGKILLs the tasks: 137); results\n"
+        "so far are on disk all the same. Stop a launcher with SIGUSR1 to get 75; Slurm's own\n"
+        "SIGTERM (scancel, preemption) reaches the ranks directly. slurm/caption.sbatch turns\n"
+        "its SIGTERM into SIGUSR1 and requeues on 75 (docs/caption.md, slurm/README.md).\n"
         "A first signal finishes the captions in flight; a second drops them.\n");
 }
 
@@ -77,6 +90,7 @@ static void install_signals(void) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);   // what mpirun forwards without ending the job itself
+    sigaction(SIGUSR2, &sa, NULL);   // forwarded by mpirun too
     // A file size limit (ulimit -f) must give EFBIG from write(), not kill us mid-batch.
     signal(SIGXFSZ, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -116,10 +130,12 @@ int cmd_caption(int argc, char **argv) {
     o.log_s = 30;
     o.max_member_bytes = (int64_t)256 << 20;
     int64_t chunk = 10000, kv_mem_mb = 0;
+    int allow_mixed = 0;
+    o.step_timeout_s = 600;
     ivl_parallel_opts popt = {.tp = 1, .pp = 1, .vit_tp = 1};
     enum { O_SYSTEM = 256, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_SAMPLE, O_SEQS, O_KVMEM,
            O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB,
-           O_VITTP, O_MAXPIX, O_GPUSHARE };
+           O_VITTP, O_MAXPIX, O_GPUSHARE, O_STEPTO, O_MIXED };
     static struct option opts[] = {
         {"model", 1, 0, 'm'}, {"input", 1, 0, 'i'}, {"out", 1, 0, 'o'}, {"prompt", 1, 0, 'q'},
         {"system", 1, 0, O_SYSTEM}, {"max-tiles", 1, 0, 'T'}, {"max-new-tokens", 1, 0, 'n'},
@@ -131,7 +147,8 @@ int cmd_caption(int argc, char **argv) {
         {"progress", 1, 0, O_PROGRESS}, {"max-member-mb", 1, 0, O_MEMBER},
         {"device", 1, 0, 'd'}, {"tp", 1, 0, 't'}, {"pp", 1, 0, 'p'}, {"pp-layers", 1, 0, O_PPL},
         {"microbatches", 1, 0, O_MB}, {"vit-tp", 1, 0, O_VITTP}, {"max-pixels", 1, 0, O_MAXPIX},
-        {"gpu-share", 0, 0, O_GPUSHARE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"gpu-share", 0, 0, O_GPUSHARE}, {"step-timeout", 1, 0, O_STEPTO},
+        {"allow-mixed-settings", 0, 0, O_MIXED}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -170,6 +187,8 @@ int cmd_caption(int argc, char **argv) {
         case O_VITTP: popt.vit_tp = ivl_parse_int("--vit-tp", optarg, 1, 4096); break;
         case O_GPUSHARE: popt.gpu_share = 1; break;
         case O_MAXPIX: o.max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
+        case O_STEPTO: o.step_timeout_s = ivl_parse_double("--step-timeout", optarg, 0, 604800); break;
+        case O_MIXED: allow_mixed = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -237,6 +256,30 @@ int cmd_caption(int argc, char **argv) {
     if (o.max_tiles < 1 || o.max_tiles > IVL_TILE_MAX_NUM)
         ivl_die(2, "--max-tiles must be in 1..%d", IVL_TILE_MAX_NUM);
     if (o.queue < 1) o.queue = 2 * o.max_seqs;
+    // What makes the captions (caption_settings.h): refused before the model loads when an
+    // output was made with other settings.
+    char model_name[256];
+    ivl_cap_model_name(src->cfg.name, ivl_model_file_name(src->mf), model, model_name,
+                       sizeof model_name);
+    const char *sys_eff = o.system ? o.system : src->cfg.system_message;
+    ivl_cap_settings settings;
+    ivl_cap_settings_init(&settings, model_name, o.prompt, sys_eff, o.max_tiles, o.max_new_tokens,
+                          &o.sampling);
+    o.model_name = settings.model;
+    o.settings_id = settings.fingerprint;
+    ok = 1;
+    if (rank == 0 && ivl_cap_settings_check(out_dir, &in, &settings, allow_mixed) != 0) {
+        LOG_ERROR("%s", ivl_last_error());
+        ok = 0;
+    }
+    if (!agree(ok)) {
+        ivl_cap_settings_free(&settings);
+        ivl_session_close(&ses);
+        ivl_cap_inputs_free(&in);
+        free(inputs);
+        ivl_comm_finalize();
+        return 2;
+    }
     const int64_t max_ctx = ivl_caption_max_ctx(tok, tmpl, &src->cfg, &o);
     if (max_ctx < 0) ivl_die(1, "cannot encode the prompt: %s", ivl_last_error());
     if (max_ctx > src->cfg.llm.max_position && src->cfg.llm.rope_scaling != IVL_ROPE_DYNAMIC)
@@ -275,6 +318,7 @@ int cmd_caption(int argc, char **argv) {
     int rc = ivl_caption_run(&e, rank == 0 ? &in : NULL, &o, &sum);
 
     ivl_session_close(&ses);
+    ivl_cap_settings_free(&settings);
     ivl_cap_inputs_free(&in);
     free(inputs);
     ivl_comm_finalize();

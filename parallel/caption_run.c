@@ -14,6 +14,7 @@
 #include "parallel/caption_progress.h"
 #include "parallel/caption_retry.h"
 #include "parallel/caption_utf8.h"
+#include "parallel/watchdog.h"
 
 // ---- prompts ----
 
@@ -117,8 +118,9 @@ static cJSON *result_head(leader *L, const char *key, const char *source) {
     cJSON *j = cJSON_CreateObject();
     add_text(j, "key", key, "key_hex");
     add_text(j, "source", source ? source : "", "source_hex");
-    add_text(j, "model", L->e->cfg->name, NULL);
+    add_text(j, "model", L->o->model_name ? L->o->model_name : L->e->cfg->name, NULL);
     add_text(j, "prompt", L->o->prompt, NULL);
+    if (L->o->settings_id) cJSON_AddStringToObject(j, "settings", L->o->settings_id);
     return j;
 }
 
@@ -489,11 +491,20 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     char errmsg[1024] = "";
     const char *ft = getenv("IVL_FAULT_CAPTION_TICK");
     const int64_t fault_tick = ft ? atoll(ft) : 8;
-    for (uint64_t tick = 0;; tick++) {
+    // A frozen rank would leave the others in MPI forever: a thread ends the job (watchdog.h).
+    // One rank waits for nobody: no watchdog (a slow step on one CPU is not a hang).
+    ivl_watchdog *wd = ivl_watchdog_start(world.size > 1 ? o->step_timeout_s : 0, rank, world.size);
+    uint64_t tick = 0;
+    for (;; tick++) {
         // 1. Agree on stopping.
+        ivl_watchdog_beat(wd, tick);
+        ivl_watchdog_phase(wd, "the stop-flag all-reduce at the start of a step (all ranks)");
         int32_t flags[2] = {o->stop_level ? (int32_t)*o->stop_level : 0, 0};
         mpi->allreduce(&world, flags, 2, IVL_I32, IVL_COMM_MAX);
         const int stop = flags[0];
+        ivl_watchdog_beat(wd, tick);
+        ivl_watchdog_phase(wd, rank == 0 ? "planning (waiting for decoded images from the input)"
+                                         : "the plan broadcast from rank 0");
 
         // 2. Rank 0 plans.
         Ivl__Envelope env = IVL__ENVELOPE__INIT;
@@ -554,6 +565,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
                 env.plan = &pb.plan;
             }
         }
+        if (rank == 0) ivl_watchdog_phase(wd, "the plan broadcast to the other ranks");
         Ivl__Envelope *got = (Ivl__Envelope *)ivl_msg_bcast(&world, &ivl__envelope__descriptor,
                                                             &env.base, 0);
         IVL_CHECK(got, "caption plan broadcast: %s", ivl_last_error());
@@ -573,6 +585,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         const Ivl__BatchPlan *plan = got->plan;
 
         // 3. Vision: every new image's tiles in one batch.
+        ivl_watchdog_phase(wd, "the vision encoder (tile transfer from rank 0, embedding all-reduce)");
         double t_vis = ivl_cap_now();
         ivl_tensor embeds = {0};
         new_tiles = plan->total_tiles;
@@ -608,6 +621,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         int64_t *img;
         int any_img;
         seq_rows_from_plan(plan, e->img_context, tok_per_tile, seqs, &ids, &img, &any_img);
+        ivl_watchdog_phase(wd, "the model step (tensor-parallel all-reduces, pipeline sends)");
         double t_step = ivl_cap_now();
         if (dev_pick)
             e->step.run_argmax(e->step.ctx, seqs, nseq, ids, any_img ? img : NULL, picked);
@@ -624,6 +638,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
 
         // 5. Rank 0: next tokens, finished sequences, results.
         if (rank == 0) {
+            ivl_watchdog_phase(wd, "writing results");
             int64_t rows = 0;
             for (int i = 0; i < nseq; i++) rows += seqs[i].n;
             for (int i = 0; i < nseq; i++) {
@@ -674,7 +689,10 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     }
     // Every rank returns the same code.
     int32_t code = rc;
+    ivl_watchdog_beat(wd, tick);
+    ivl_watchdog_phase(wd, "the exit-code broadcast at the end of the job");
     mpi->bcast(&world, &code, 1, IVL_I32, 0);
+    ivl_watchdog_stop(wd);
     free(logits);
     free(picked);
     free(seqs);

@@ -50,6 +50,10 @@ typedef struct {
     int progress_bar;            // 1: \r progress bar, 0: log lines
     int64_t max_member_bytes;    // larger tar members and image files become error results
     volatile sig_atomic_t *stop_level;   // set by the launcher's signal handlers
+    const char *model_name;      // "model" of every line (caption_settings.h: ivl_cap_model_name)
+    const char *settings_id;     // "settings" of every line: the settings' fingerprint (or NULL)
+    double step_timeout_s;       // watchdog (watchdog.h): end the job when no step finishes
+                                 // for this long; <= 0: off
 } ivl_caption_opts;
 
 // The model as the loop sees it (one rank, or a tp x pp group).
