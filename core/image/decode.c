@@ -1,4 +1,5 @@
-// decode.c - format sniffing, reading files, dispatch to the JPEG/PNG decoders.
+// decode.c - format sniffing, reading files, dispatch to the decoders (JPEG, PNG, WebP, GIF,
+// BMP, TIFF), the shared pixel-limit check.
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,19 @@ int ivl_image_fail(ivl_image_status st, const char *fmt, ...) {
     va_end(ap);
     ivl_errorf("%s", buf);
     return st;
+}
+
+int ivl_image_check_size(const char *name, const char *fmt, int64_t w, int64_t h,
+                         int64_t max_pixels) {
+    if (w <= 0 || h <= 0)
+        return ivl_image_fail(IVL_IMAGE_E_CORRUPT, "%s: corrupt %s: size %lldx%lld in the header",
+                              name, fmt, (long long)w, (long long)h);
+    if (w > (1 << 28) || h > (1 << 28) || w * h > max_pixels)
+        return ivl_image_fail(IVL_IMAGE_E_TOO_LARGE,
+                              "%s: %s is %lldx%lld = %lld pixels, above the limit of %lld "
+                              "(possible decompression bomb)", name, fmt, (long long)w,
+                              (long long)h, (long long)(w * h), (long long)max_pixels);
+    return IVL_IMAGE_OK;
 }
 
 ivl_image_format ivl_image_sniff(const void *data, size_t n) {
@@ -70,14 +84,14 @@ int ivl_image_decode(const void *data, size_t size, const char *name, int64_t ma
     switch (fmt) {
     case IVL_IMAGE_FMT_JPEG: return ivl_image_decode_jpeg(data, size, name, max_pixels, out);
     case IVL_IMAGE_FMT_PNG: return ivl_image_decode_png(data, size, name, max_pixels, out);
-    case IVL_IMAGE_FMT_UNKNOWN:
-        return ivl_image_fail(IVL_IMAGE_E_NOT_IMAGE,
-                              "%s: not an image (no JPEG or PNG signature in the first bytes; "
-                              "%zu bytes)", name, size);
+    case IVL_IMAGE_FMT_WEBP: return ivl_image_decode_webp(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_GIF: return ivl_image_decode_gif(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_BMP: return ivl_image_decode_bmp(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_TIFF: return ivl_image_decode_tiff(data, size, name, max_pixels, out);
     default:
-        return ivl_image_fail(IVL_IMAGE_E_UNSUPPORTED,
-                              "%s: %s images are not supported (only JPEG and PNG); convert it "
-                              "first", name, ivl_image_format_name(fmt));
+        return ivl_image_fail(IVL_IMAGE_E_NOT_IMAGE,
+                              "%s: not an image (no JPEG, PNG, WebP, GIF, BMP or TIFF signature "
+                              "in the first bytes; %zu bytes)", name, size);
     }
 }
 
