@@ -13,7 +13,8 @@
 // Palette rules: the colour count is biClrUsed or 1 << bits; the palette is read right after
 // the header; a palette that is the gray ramp (2 colours: black, white; else entry i == i)
 // makes the image "1"/"L", i.e. the pixel value is the index itself. An index past the end of
-// the palette maps to black (checked against Pillow). Gray-ramp palettes on 4-bit data, or a
+// the palette maps to (i, i, i), the gray ramp Pillow's palettes start from (checked against
+// Pillow). Gray-ramp palettes on 4-bit data, or a
 // 2-colour ramp on 8-bit data, are decoded by Pillow with the wrong raw mode (garbage); we
 // refuse them as unsupported instead. Pixel data starts at bfOffBits (Pillow's quirk: when
 // that points right after the header of a <= 8-bit image, the palette size is added).
@@ -289,8 +290,8 @@ int ivl_image_decode_bmp(const uint8_t *data, size_t size, const char *name,
                 d[0] = d[1] = d[2] = (b.bits == 1) ? (v ? 255 : 0) : v;
             } else if (v < b.ncolors) {
                 memcpy(d, b.pal[v], 3);
-            } else {
-                d[0] = d[1] = d[2] = 0;
+            } else {        // past the palette: Pillow's palette starts as the gray ramp
+                d[0] = d[1] = d[2] = v;
             }
         }
         free(idx);

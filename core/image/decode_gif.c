@@ -11,8 +11,9 @@
 //   * the canvas starts filled with the graphic control extension's transparent index when
 //     there is one, else with index 0; the frame's pixels are written inside its rectangle,
 //     the transparent index included (frame 0 is not blended);
-//   * convert('RGB') maps every index through the table, transparency ignored. Indices past
-//     the end of a short table map to (0, 0, 0) (checked against Pillow by tests/image).
+//   * convert('RGB') maps every index through the table, transparency ignored. An index past
+//     the end of a short table maps to (i, i, i): Pillow's palette starts as the gray ramp
+//     and the table overwrites only its first entries (checked by tests/image).
 // Only the first image is read (an animation's later frames are never decompressed).
 // Running out of data inside the first frame is "truncated", as in Pillow.
 #include <gif_lib.h>
@@ -115,11 +116,10 @@ int ivl_image_decode_gif(const uint8_t *data, size_t size, const char *name,
     if (cm && identity_gray(cm)) cm = NULL;     // mode "L": index = gray level
     // (built now: the colour maps belong to g, which is closed before the mapping)
     uint8_t lut[256][3];
-    memset(lut, 0, sizeof lut);
     for (int i = 0; i < 256; i++) {
-        if (!cm) {
+        if (!cm || i >= cm->ColorCount) {     // Pillow's palettes start as the gray ramp
             lut[i][0] = lut[i][1] = lut[i][2] = (uint8_t)i;
-        } else if (i < cm->ColorCount) {
+        } else {
             lut[i][0] = cm->Colors[i].Red;
             lut[i][1] = cm->Colors[i].Green;
             lut[i][2] = cm->Colors[i].Blue;
