@@ -12,6 +12,14 @@ from PIL import Image
 
 import make_variants as mv
 
+NEW_EXTS = (".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+def bundled_gifs():
+    """The GIFs ImageMagick's docs ship (written by ImageMagick, not by Pillow)."""
+    return sorted(os.path.join(mv.PHOTO_DIR, n) for n in os.listdir(mv.PHOTO_DIR) if n.endswith(".gif"))
+
+
 # ---------------------------------------------------------------------------------------
 # GIF writer: LZW with a clear code before the table would grow (every code is one literal
 # at the initial code size + 1 bits), so any index pattern can be written.
@@ -173,8 +181,9 @@ def _rle4(idx):
 
 
 def write_tiff(path, planes, photometric, bits, big_endian=False, tile=None, planar=1,
-               extra=None, sample_format=None, colormap=None):
-    """planes: (h, w, spp) array of sample values (spp >= 1); bits 1/2/4/8/16."""
+               extra=None, sample_format=None, colormap=None, override=None):
+    """planes: (h, w, spp) array of sample values (spp >= 1); bits 1/2/4/8/16. override:
+    {tag: ("H" or "L", [values])} written as given (bad files)."""
     a = np.asarray(planes)
     if a.ndim == 2:
         a = a[..., None]
@@ -225,6 +234,7 @@ def write_tiff(path, planes, photometric, bits, big_endian=False, tile=None, pla
     else:
         tags[278] = ("L", [max(1, h // 3)])
         off_tag, cnt_tag = 273, 279
+    tags.update(override or {})
     # layout: header, pixel chunks, then the IFD and its out-of-line values
     body = b"".join(chunks)
     offs, pos = [], 8
