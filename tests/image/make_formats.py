@@ -270,9 +270,12 @@ def write_tiff(path, planes, photometric, bits, big_endian=False, tile=None, pla
 # ---------------------------------------------------------------------------------------
 
 
-def make_formats(d):
-    """Writes WebP/GIF/BMP/TIFF variants into d; returns their paths."""
+def make_formats(d, size=None):
+    """Writes WebP/GIF/BMP/TIFF variants into d; returns their paths. size=(w, h) shrinks the
+    photo first (the fuzz seeds of tests/fuzz/make_image_seeds.py)."""
     base = Image.open(mv.PHOTO_DIR + "/bluebells_clipped.jpg").convert("RGB")     # 384x288
+    if size:
+        base = base.resize(size)
     a = np.asarray(base)
     h, w = a.shape[:2]
     gray = np.asarray(base.convert("L"))
