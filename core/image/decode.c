@@ -21,14 +21,17 @@ int ivl_image_fail(ivl_image_status st, const char *fmt, ...) {
 
 int ivl_image_check_size(const char *name, const char *fmt, int64_t w, int64_t h,
                          int64_t max_pixels) {
+    // w and h come from headers (up to 2^32 each): the product is formatted unsigned, found by
+    // fuzz_image_formats (a signed w * h overflowed for a BMP of 4294967272 x 4278190061).
     if (w <= 0 || h <= 0)
         return ivl_image_fail(IVL_IMAGE_E_CORRUPT, "%s: corrupt %s: size %lldx%lld in the header",
                               name, fmt, (long long)w, (long long)h);
     if (w > (1 << 28) || h > (1 << 28) || w * h > max_pixels)
         return ivl_image_fail(IVL_IMAGE_E_TOO_LARGE,
-                              "%s: %s is %lldx%lld = %lld pixels, above the limit of %lld "
+                              "%s: %s is %lldx%lld = %llu pixels, above the limit of %lld "
                               "(possible decompression bomb)", name, fmt, (long long)w,
-                              (long long)h, (long long)(w * h), (long long)max_pixels);
+                              (long long)h, (unsigned long long)w * (unsigned long long)h,
+                              (long long)max_pixels);
     return IVL_IMAGE_OK;
 }
 
