@@ -44,6 +44,7 @@ typedef struct {
     int unit;
     int ref;                   // new sequences: index of its ImageRef in this step's plan
     char *key, *source;
+    char *meta;                // --keep-meta: the "meta" object's JSON text
     int tiles, width, height;
     int32_t *prompt;
     int64_t prompt_len;
@@ -98,17 +99,19 @@ static void add_result(leader *L, int unit, cJSON *j) {
     cJSON_Delete(j);
 }
 
-static cJSON *result_head(leader *L, const char *key, const char *source) {
+static cJSON *result_head(leader *L, const char *key, const char *source, const char *meta) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "key", key);
     cJSON_AddStringToObject(j, "source", source ? source : "");
     cJSON_AddStringToObject(j, "model", L->e->cfg->name);
     cJSON_AddStringToObject(j, "prompt", L->o->prompt);
+    cJSON *m = meta ? cJSON_Parse(meta) : NULL;     // built by caption_meta.c: valid JSON
+    if (m) cJSON_AddItemToObject(j, "meta", m);
     return j;
 }
 
-static void error_result(leader *L, int unit, const char *key, const char *source, const char *msg) {
-    cJSON *j = result_head(L, key, source);
+static void error_result(leader *L, int unit, const ivl_cap_item *it, const char *msg) {
+    cJSON *j = result_head(L, it->key, it->source, it->meta);
     cJSON_AddStringToObject(j, "error", msg);
     add_result(L, unit, j);
     L->sum->failed++;
@@ -118,7 +121,7 @@ static void error_result(leader *L, int unit, const char *key, const char *sourc
 static void finish_seq(leader *L, seq_state *s) {
     char *text = ivl_tokenizer_decode(L->e->tok, s->gen, s->ngen, 1, NULL);
     char *cap = ivl_chat_response(L->e->tmpl, text ? text : "");
-    cJSON *j = result_head(L, s->key, s->source);
+    cJSON *j = result_head(L, s->key, s->source, s->meta);
     cJSON_AddStringToObject(j, "caption", cap ? cap : "");
     cJSON_AddNumberToObject(j, "tiles", s->tiles);
     cJSON_AddNumberToObject(j, "width", s->width);
@@ -141,6 +144,7 @@ static void finish_seq(leader *L, seq_state *s) {
     L->prog.tokens += s->ngen;
     free(s->key);
     free(s->source);
+    free(s->meta);
     free(s->prompt);
     free(s->gen);
     memset(s, 0, sizeof *s);
@@ -281,7 +285,8 @@ static int admit(leader *L, plan_build *pb, int *nref, int slot, ivl_cap_event *
     s->unit = ev->unit;
     s->key = ev->item.key;
     s->source = ev->item.source;
-    ev->item.key = ev->item.source = NULL;
+    s->meta = ev->item.meta;
+    ev->item.key = ev->item.source = ev->item.meta = NULL;
     s->tiles = ev->img.grid.ntiles;
     s->width = ev->img.width;
     s->height = ev->img.height;
@@ -338,7 +343,7 @@ static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, in
             continue;
         }
         if (ev.item.error || ev.img.status != 0) {
-            error_result(L, ev.unit, ev.item.key, ev.item.source, ev.item.error ? ev.item.error : ev.img.error);
+            error_result(L, ev.unit, &ev.item, ev.item.error ? ev.item.error : ev.img.error);
             ivl_cap_event_free(&ev);
             continue;
         }
@@ -348,7 +353,7 @@ static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, in
             char msg[600];
             snprintf(msg, sizeof msg, "cannot build the prompt: %s",
                      ids.n ? "longer than the KV cache slot" : ivl_last_error());
-            error_result(L, ev.unit, ev.item.key, ev.item.source, msg);
+            error_result(L, ev.unit, &ev.item, msg);
             ivl_cap_event_free(&ev);
             continue;
         }
@@ -464,7 +469,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
                 // Drop the running sequences: their keys were never written, the next run redoes them.
                 for (int i = 0; i < o->max_seqs; i++)
                     if (L.seqs[i].active) {
-                        free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].prompt); free(L.seqs[i].gen);
+                        free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].meta); free(L.seqs[i].prompt); free(L.seqs[i].gen);
                         memset(&L.seqs[i], 0, sizeof L.seqs[i]);
                     }
                 nactive = 0;
@@ -618,7 +623,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         }
         for (int i = 0; i < o->max_seqs; i++)
             if (L.seqs[i].active) {
-                free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].prompt); free(L.seqs[i].gen);
+                free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].meta); free(L.seqs[i].prompt); free(L.seqs[i].gen);
             }
         sum->seconds = ivl_cap_now() - L.prog.t0;
         ivl_cap_progress_finish(&L.prog, sum->units_done, sum->units, sum->units_failed, sum->stopped);
