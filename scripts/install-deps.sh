@@ -32,7 +32,7 @@ PKGS=(
   libhdf5-dev hdf5-tools                          # model file (serial flavour), h5dump
   libopenblas-dev                                 # CPU GEMM
   libjpeg-dev libpng-dev                          # image decoding (libjpeg-turbo, libpng)
-  libwebp-dev libgif-dev libtiff-dev              #   WebP, GIF, TIFF (BMP: core/image/decode_bmp.c)
+  libwebp-dev libgif-dev libtiff-dev zlib1g-dev   #   WebP, GIF, TIFF (BMP: core/image/decode_bmp.c)
   libsentencepiece-dev sentencepiece              # tokenizer library + spm_train
   libarchive-dev libcjson-dev                     # tar shards, JSON
   python3 python3-numpy                           # test/demo checkpoint generator,
@@ -70,5 +70,5 @@ t0=$(date +%s)
 "${SUDO[@]}" apt-get install "${APT[@]}" --no-install-recommends "${missing[@]}"
 echo "install-deps.sh: installed ${#missing[@]} packages in $(( $(date +%s) - t0 )) s"
 command -v mpicc >/dev/null && command -v protoc-c >/dev/null && command -v spm_train >/dev/null
-pkg-config --exists libprotobuf-c hdf5-serial libcjson libarchive sentencepiece openblas libpng libjpeg libwebp libwebpdemux libtiff-4 ompi-c
+pkg-config --exists libprotobuf-c hdf5-serial libcjson libarchive sentencepiece openblas libpng libjpeg libwebp libwebpdemux libtiff-4 zlib ompi-c
 test -e /usr/include/gif_lib.h

@@ -75,8 +75,8 @@ const char *ivl_image_status_name(ivl_image_status st) {
     return "?";
 }
 
-int ivl_image_decode(const void *data, size_t size, const char *name, int64_t max_pixels,
-                     ivl_image *out) {
+static int decode_any(const void *data, size_t size, const char *name, int64_t max_pixels,
+                      ivl_image *out) {
     if (!name) name = "<memory>";
     if (!out) return ivl_image_fail(IVL_IMAGE_E_ARG, "%s: no output image given", name);
     memset(out, 0, sizeof *out);
@@ -98,7 +98,28 @@ int ivl_image_decode(const void *data, size_t size, const char *name, int64_t ma
     }
 }
 
+int ivl_image_decode_oriented(const void *data, size_t size, const char *name,
+                              int64_t max_pixels, int exif_transpose, ivl_image *out) {
+    int st = decode_any(data, size, name, max_pixels, out);
+    // (a TIFF's Orientation is applied by its decoder already, as Pillow's loader does)
+    if (st != IVL_IMAGE_OK || !exif_transpose || ivl_image_sniff(data, size) == IVL_IMAGE_FMT_TIFF)
+        return st;
+    st = ivl_image_apply_orientation(out, ivl_image_exif_orientation(data, size));
+    if (st) ivl_image_free(out);
+    return st;
+}
+
+int ivl_image_decode(const void *data, size_t size, const char *name, int64_t max_pixels,
+                     ivl_image *out) {
+    return ivl_image_decode_oriented(data, size, name, max_pixels, 0, out);
+}
+
 int ivl_image_load(const char *path, int64_t max_pixels, ivl_image *out) {
+    return ivl_image_load_oriented(path, max_pixels, 0, out);
+}
+
+int ivl_image_load_oriented(const char *path, int64_t max_pixels, int exif_transpose,
+                            ivl_image *out) {
     if (out) memset(out, 0, sizeof *out);
     if (!path) return ivl_image_fail(IVL_IMAGE_E_ARG, "ivl_image_load: NULL path");
     FILE *f = fopen(path, "rb");
@@ -126,7 +147,7 @@ int ivl_image_load(const char *path, int64_t max_pixels, ivl_image *out) {
         free(buf);
         return ivl_image_fail(IVL_IMAGE_E_IO, "%s: read error", path);
     }
-    int st = ivl_image_decode(buf, n, path, max_pixels, out);
+    int st = ivl_image_decode_oriented(buf, n, path, max_pixels, exif_transpose, out);
     free(buf);
     return st;
 }

@@ -18,8 +18,10 @@
 //   CMYK 8/16 bit     "CMYK"                 16 bit: high byte; Pillow's cmyk2rgb (as JPEG,
 //                                            but TIFF ink values are not inverted)
 // Not decoded (unsupported): YCbCr, CIELab, float and 32-bit samples, more than 16 bits.
-// The Orientation tag is ignored, like EXIF orientation elsewhere. Only the first page (IFD)
-// is read. libtiff's messages go to a per-file handler (thread-safe), never to stderr.
+// The Orientation tag IS applied (FLIP/ROTATE/TRANSPOSE as ImageOps.exif_transpose maps
+// them): Pillow's TIFF loader transposes the page itself (TiffImageFile.load_end), so
+// Image.open(f).convert('RGB') is upright for TIFF, unlike every other format. Only the
+// first page (IFD) is read. libtiff's messages go to a per-file handler (thread-safe), never to stderr.
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,5 +268,7 @@ int ivl_image_decode_tiff(const uint8_t *data, size_t size, const char *name,
     out->width = (int)w;
     out->height = (int)h;
     out->rgb = pix;
-    return IVL_IMAGE_OK;
+    st = ivl_image_apply_orientation(out, ivl_image_tiff_orientation(data, size));
+    if (st) ivl_image_free(out);
+    return st;
 }

@@ -30,6 +30,10 @@ int ivl_image_decode_tiff(const uint8_t *data, size_t size, const char *name,
 int ivl_image_check_size(const char *name, const char *fmt, int64_t w, int64_t h,
                          int64_t max_pixels);
 
+// The Orientation tag (1..8, 1 when absent or not a value in 1..8) of a TIFF file's first
+// IFD, read as Pillow reads it (exif.c): decode_tiff.c applies it as Pillow's loader does.
+int ivl_image_tiff_orientation(const uint8_t *data, size_t size);
+
 // Pillow's CMYK -> RGB (Convert.c cmyk2rgb): R = nk - MULDIV255(C, nk), nk = 255 - K.
 static inline uint8_t ivl_cmyk_channel(unsigned c, unsigned k) {
     unsigned nk = 255 - k, t = c * nk + 128;
