@@ -39,6 +39,9 @@ static void usage(FILE *f) {
         "  --max-tiles N          dynamic tiling limit (default: the model's max_dynamic_patch)\n"
         "  --max-pixels N         images with more pixels become error lines (decompression\n"
         "                         bombs; default 178956970, Pillow's limit)\n"
+        "  --exif-transpose       turn images upright by their EXIF orientation, as Pillow's\n"
+        "                         ImageOps.exif_transpose (off by default, like the official\n"
+        "                         pipeline; TIFF's own Orientation tag always applies, as in Pillow)\n"
         "  --max-new-tokens N     caption length limit in tokens (default 128)\n"
         "  --do-sample --temperature T --top-k K --top-p P --repetition-penalty R --seed S\n"
         "                         sampling (default greedy); each image's draw is seeded by\n"
@@ -140,7 +143,7 @@ int cmd_caption(int argc, char **argv) {
     ivl_parallel_opts popt = {1, 1, 1, NULL, 0, 0};
     enum { O_SYSTEM = 256, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_SAMPLE, O_SEQS, O_KVMEM,
            O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB,
-           O_VITTP, O_MAXPIX, O_KEEPMETA, O_METAKB };
+           O_VITTP, O_MAXPIX, O_KEEPMETA, O_METAKB, O_EXIF };
     static struct option opts[] = {
         {"model", 1, 0, 'm'}, {"input", 1, 0, 'i'}, {"out", 1, 0, 'o'}, {"prompt", 1, 0, 'q'},
         {"system", 1, 0, O_SYSTEM}, {"max-tiles", 1, 0, 'T'}, {"max-new-tokens", 1, 0, 'n'},
@@ -152,7 +155,7 @@ int cmd_caption(int argc, char **argv) {
         {"progress", 1, 0, O_PROGRESS}, {"max-member-mb", 1, 0, O_MEMBER},
         {"device", 1, 0, 'd'}, {"tp", 1, 0, 't'}, {"pp", 1, 0, 'p'}, {"pp-layers", 1, 0, O_PPL},
         {"microbatches", 1, 0, O_MB}, {"vit-tp", 1, 0, O_VITTP}, {"max-pixels", 1, 0, O_MAXPIX},
-        {"keep-meta", 0, 0, O_KEEPMETA}, {"max-meta-kb", 1, 0, O_METAKB},
+        {"keep-meta", 0, 0, O_KEEPMETA}, {"exif-transpose", 0, 0, O_EXIF}, {"max-meta-kb", 1, 0, O_METAKB},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -192,6 +195,7 @@ int cmd_caption(int argc, char **argv) {
         case O_VITTP: popt.vit_tp = ivl_parse_int("--vit-tp", optarg, 1, 4096); break;
         case O_MAXPIX: o.max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
         case O_KEEPMETA: keep_meta = 1; break;
+        case O_EXIF: o.exif_transpose = 1; break;
         case O_METAKB: meta_max_bytes = (int64_t)ivl_parse_int("--max-meta-kb", optarg, 1, 16384) << 10; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -437,6 +437,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         popt.min_tiles = e->cfg->min_dynamic_patch > 0 ? e->cfg->min_dynamic_patch : 1;
         popt.max_tiles = o->max_tiles;
         if (o->max_pixels > 0) popt.max_pixels = o->max_pixels;
+        popt.exif_transpose = o->exif_transpose;
         popt.use_thumbnail = e->cfg->use_thumbnail;
         L.feed = ivl_cap_feed_start(in, L.units, o->out_dir, &popt, o->threads, o->queue,
                                     o->max_member_bytes);

@@ -1,5 +1,5 @@
 """Checks caption_formats.sh's output against make_formats_data.py's expected.json.
-usage: check_formats.py OUTDIR EXPECTED.json [--meta]
+usage: check_formats.py OUTDIR EXPECTED.json [--meta] [--exif]
   every expected key has exactly one line, none is an error line; width x height equal
   Pillow's; tiles equal dynamic_preprocess's count (max 2 tiles + thumbnail, as common.sh's
   ARGS); with --meta, "meta" equals the expected object (a meta_error of None: any message
@@ -14,6 +14,7 @@ import preprocess_ref as ref  # noqa: E402
 
 out, exp_path = sys.argv[1], sys.argv[2]
 want_meta = "--meta" in sys.argv[3:]
+want_exif = "--exif" in sys.argv[3:]      # the run had --exif-transpose: sizes are upright
 exp = json.load(open(exp_path, encoding="utf-8"))
 prefix = {"dir": "dir", "list": "list", "shard": "shard"}
 got = {}
@@ -35,9 +36,10 @@ for k, e in exp.items():
     if "error" in j:
         fails.append("%s: error line: %s" % (k, j["error"]))
         continue
-    if [j["width"], j["height"]] != e["size"]:
-        fails.append("%s: %dx%d, Pillow %s" % (k, j["width"], j["height"], e["size"]))
-    w, h = e["size"]
+    size = e["size_exif"] if want_exif else e["size"]
+    if [j["width"], j["height"]] != size:
+        fails.append("%s: %dx%d, Pillow %s" % (k, j["width"], j["height"], size))
+    w, h = size
     cols, rows = ref.grid_for(w, h, 1, 2, 448)
     tiles = cols * rows + (1 if cols * rows != 1 else 0)
     if j["tiles"] != tiles:

@@ -5,8 +5,9 @@ and RLE, TIFF gray/RGB/palette/CMYK/16-bit/tiled/LZW/JPEG/multi-page) as
   OUT/list.txt   a list file, KEY<TAB>PATH<TAB>META (META a JSON object or plain text)
   OUT/shard.tar  a WebDataset shard: KEY.<ext> + KEY.json + KEY.txt (the metadata members
                  placed before the image for half of the samples, after it for the others)
-and OUT/expected.json: for every key, Pillow's size of the image (Image.open().convert('RGB'))
-and the "meta" object --keep-meta must write for it.
+and OUT/expected.json: for every key, Pillow's size of the image (Image.open().convert('RGB')),
+its size after ImageOps.exif_transpose (three images carry EXIF orientation 6), and the
+"meta" object --keep-meta must write for it.
 usage: /usr/bin/python3 make_formats_data.py OUT"""
 import io
 import json
@@ -16,7 +17,7 @@ import sys
 import tarfile
 import tempfile
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "image"))
 import make_formats as mf  # noqa: E402
@@ -38,7 +39,15 @@ for name, fmt in (("photo.jpg", "JPEG"), ("photo.png", "PNG")):
     p = os.path.join(tmp, name)
     base.save(p, fmt)
     made[name] = p
-files = ["photo.jpg", "photo.png"] + PICK
+# EXIF orientation 6 (rotate 90 clockwise): sideways unless --exif-transpose; a TIFF with the
+# same Orientation tag is upright either way (Pillow's TIFF loader applies it)
+ex = Image.Exif()
+ex[0x0112] = 6
+for name, fmt in (("rotated.jpg", "JPEG"), ("rotated.webp", "WEBP"), ("rotated.tif", "TIFF")):
+    p = os.path.join(tmp, name)
+    base.save(p, fmt, exif=ex.tobytes())
+    made[name] = p
+files = ["photo.jpg", "photo.png", "rotated.jpg", "rotated.webp", "rotated.tif"] + PICK
 
 expected = {}
 list_lines = []
@@ -57,10 +66,12 @@ for i, f in enumerate(files):
     with open(made[f], "rb") as fh:
         data = fh.read()
     size = list(Image.open(made[f]).convert("RGB").size)
+    # upright size: ImageOps.exif_transpose, except TIFF (already upright when loaded)
+    size_exif = size if f.endswith(".tif") else list(ImageOps.exif_transpose(Image.open(made[f])).size)
     # folder
     with open(os.path.join(out, "dir", key + ext), "wb") as fh:
         fh.write(data)
-    expected["dir/" + key] = {"size": size}
+    expected["dir/" + key] = {"size": size, "size_exif": size_exif}
     # list file: a JSON object, plain text (with a non-ASCII character), or no third column
     lkey = "list_" + key
     if i % 3 == 0:
@@ -73,7 +84,7 @@ for i, f in enumerate(files):
         col = None
         meta = {}
     list_lines.append("\t".join([lkey, os.path.join("dir", key + ext)] + ([col] if col else [])))
-    expected["list/" + lkey] = {"size": size, "meta": meta}
+    expected["list/" + lkey] = {"size": size, "size_exif": size_exif, "meta": meta}
     # shard: json + txt members before or after the image; one sample with invalid UTF-8
     # in its txt, one with a .json that is not an object, one without metadata
     skey = "s%03d" % i
@@ -92,7 +103,7 @@ for i, f in enumerate(files):
     img = (skey + ext, data)
     for name, blob in ([img] + members if i % 2 else members + [img]):
         add_member(name, blob)
-    expected["shard/" + skey] = {"size": size, "meta": smeta}
+    expected["shard/" + skey] = {"size": size, "size_exif": size_exif, "meta": smeta}
 tar.close()
 with open(os.path.join(out, "list.txt"), "w", encoding="utf-8") as fh:
     fh.write("\n".join(list_lines) + "\n")
