@@ -221,6 +221,14 @@ if pil_fails(p):
           "%s: Pillow fails it, we should give an error naming the file: %r" % (p, line.stdout))
 else:
     expect_same_as_pil(p)
+# LZW data that ends (end code) before the frame is full: both refuse it as truncated
+idx = (np.arange(40 * 30) % 16).astype(np.uint8)
+bits, gct = mf._gif_table(np.random.RandomState(0).randint(0, 256, (16, 3)))
+early = b"GIF89a" + struct.pack("<HHBBB", 40, 30, 0x80 | (bits - 1) | ((bits - 1) << 4), 0, 0) + gct
+early += b"\x2c" + struct.pack("<HHHHB", 0, 0, 40, 30, 0) + mf._lzw_literal(idx[:600], 8) + b"\x3b"
+p = write("early_end.gif", early)
+check(pil_fails(p), "%s: Pillow decodes it; the test's premise is wrong" % p)
+expect_error(p, "truncated")
 expect_error(write("gif_no_image.gif", b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0, 0, 0) + b"\x3b"), "corrupt")
 with open(made["rgb.bmp"], "rb") as fh:
     bb = bytearray(fh.read())
