@@ -44,7 +44,7 @@ if [ "$WITH_TESTS" = 1 ]; then
     slurmctld slurmd slurm-client munge           # single-node Slurm for the caption tests
     clang libclang-rt-14-dev llvm valgrind        # fuzzing, sanitizers
     gnuplot-nox                                   # bench/plot
-    imagemagick-6-doc                             # real JPEG/PNG photos for tests/image (8 MB)
+    imagemagick-6-doc                             # real JPEG/PNG/GIF images for tests/image (8 MB)
   )
 fi
 

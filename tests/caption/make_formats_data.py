@@ -86,7 +86,8 @@ for i, f in enumerate(files):
     list_lines.append("\t".join([lkey, os.path.join("dir", key + ext)] + ([col] if col else [])))
     expected["list/" + lkey] = {"size": size, "size_exif": size_exif, "meta": meta}
     # shard: json + txt members before or after the image; one sample with invalid UTF-8
-    # in its txt, one with a .json that is not an object, one without metadata
+    # in its txt, one with a .json that is not an object, one without metadata, one with
+    # a .json above the size limit
     skey = "s%03d" % i
     js = {"url": "https://example.com/%d%s" % (i, ext), "width": size[0], "i": i}
     txt = ("alt text %d" % i).encode()
@@ -100,6 +101,9 @@ for i, f in enumerate(files):
         smeta = {"source_text": txt.decode(), "meta_error": None}   # message checked loosely
     if i == 6:
         members, smeta = [], {}
+    if i == 7:      # above formats.sh's --max-meta-kb 1: not read, meta_error says so
+        members[0] = (skey + ".json", json.dumps(dict(js, pad="x" * 2000)).encode())
+        smeta = {"source_text": txt.decode(), "meta_error": None}
     img = (skey + ext, data)
     for name, blob in ([img] + members if i % 2 else members + [img]):
         add_member(name, blob)
