@@ -159,7 +159,7 @@ static char *png_text(const uint8_t *c, size_t len, const char *type, const char
         *out_n = rest;
         return s;
     }
-    size_t cap = 1 << 16;                                       // EXIF/XMP text is small
+    size_t cap = 1 << 20;                                       // Pillow reads text chunks up to 1 MB
     char *s = malloc(cap + 1);
     if (!s) return NULL;
     z_stream z;
