@@ -12,10 +12,10 @@ FW=$DATA/caption_formats
 rm -rf "$FW" && mkdir -p "$FW" || fail "cannot make $FW"
 $PY "$HERE/make_formats_data.py" "$FW/data" || fail "make_formats_data.py"
 IN="--input $FW/data/dir --input $FW/data/list.txt --input $FW/data/shard.tar"
-timeout 100 "$BIN" caption $ARGS --chunk 100 $IN --keep-meta --max-meta-kb 1 --exif-transpose --out "$FW/meta" > "$FW/meta.log" 2>&1 \
+timeout 300 "$BIN" caption $ARGS --chunk 100 $IN --keep-meta --max-meta-kb 1 --exif-transpose --out "$FW/meta" > "$FW/meta.log" 2>&1 \
   || { cat "$FW/meta.log"; fail "caption --keep-meta"; }
 $PY "$HERE/check_formats.py" "$FW/meta" "$FW/data/expected.json" --meta --exif || fail "--keep-meta output"
-timeout 100 "$BIN" caption $ARGS --chunk 100 $IN --out "$FW/plain" > "$FW/plain.log" 2>&1 \
+timeout 300 "$BIN" caption $ARGS --chunk 100 $IN --out "$FW/plain" > "$FW/plain.log" 2>&1 \
   || { cat "$FW/plain.log"; fail "caption without --keep-meta"; }
 $PY "$HERE/check_formats.py" "$FW/plain" "$FW/data/expected.json" || fail "plain output"
 echo PASS
