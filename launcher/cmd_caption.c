@@ -18,6 +18,7 @@
 #include "launcher/run_util.h"
 #include "parallel/caption_input.h"
 #include "parallel/caption_lock.h"
+#include "parallel/caption_meta.h"
 #include "parallel/caption_out.h"
 #include "parallel/caption_run.h"
 #include "parallel/caption_settings.h"
@@ -27,8 +28,10 @@
 static void usage(FILE *f) {
     fprintf(f,
         "usage: internvl caption --model M.h5 --input SRC [--input SRC ...] --out DIR [options]\n"
-        "SRC: a folder (recursive; jpg jpeg png gif bmp webp tif tiff), a list file (PATH or\n"
-        "     KEY<TAB>PATH per line), or WebDataset .tar shards with brace ranges:\n"
+        "SRC: a folder (recursive; jpg jpeg png gif bmp webp tif tiff: JPEG, PNG, WebP, GIF\n"
+        "     (first frame), BMP, TIFF (first page), decoded as Pillow does; the content decides\n"
+        "     the format), a list file (PATH, KEY<TAB>PATH or KEY<TAB>PATH<TAB>META per line),\n"
+        "     or WebDataset .tar shards with brace ranges:\n"
         "     'shards/{00000..00999}.tar' (quote it so the shell leaves the braces alone).\n"
         "Output: DIR/<unit>.jsonl per shard (or per --chunk images of a folder/list), one JSON\n"
         "object per image (key, caption, tiles, tokens, timings, or error); DIR/<unit>.done when\n"
@@ -38,6 +41,9 @@ static void usage(FILE *f) {
         "  --max-tiles N          dynamic tiling limit (default: the model's max_dynamic_patch)\n"
         "  --max-pixels N         images with more pixels become error lines (decompression\n"
         "                         bombs; default 178956970, Pillow's limit)\n"
+        "  --exif-transpose       turn images upright by their EXIF orientation, as Pillow's\n"
+        "                         ImageOps.exif_transpose (off by default, like the official\n"
+        "                         pipeline; TIFF's own Orientation tag always applies, as in Pillow)\n"
         "  --max-new-tokens N     caption length limit in tokens (default 128)\n"
         "  --do-sample --temperature T --top-k K --top-p P --repetition-penalty R --seed S\n"
         "                         sampling (default greedy); each image's draw is seeded by\n"
@@ -54,6 +60,11 @@ static void usage(FILE *f) {
         "  --progress bar|log     force the progress style (default: bar on a terminal)\n"
         "  --max-member-mb M      tar members and image files above M MiB become error lines\n"
         "                         (default 256); only regular files are read\n"
+        "  --keep-meta            copy each sample's metadata into its line as \"meta\": the\n"
+        "                         fields of a shard's KEY.json, KEY.txt as source_text, a list\n"
+        "                         file's third column (JSON object fields, or text)\n"
+        "  --max-meta-kb K        metadata above K KiB per sample is not copied, the line says\n"
+        "                         so in meta.meta_error (default 64)\n"
         "  --device D             cpu (default), cuda or auto\n"
         "  --tp T --pp P          tensor x pipeline parallel layout (world = T x P, under mpirun)\n"
         "  --pp-layers A,B,..  --microbatches M  --vit-tp V (split the ViT over V ranks)\n"
@@ -132,10 +143,12 @@ int cmd_caption(int argc, char **argv) {
     int64_t chunk = 10000, kv_mem_mb = 0;
     int allow_mixed = 0;
     o.step_timeout_s = 600;
+    int keep_meta = 0;
+    int64_t meta_max_bytes = IVL_CAP_META_DEFAULT_MAX_BYTES;
     ivl_parallel_opts popt = {.tp = 1, .pp = 1, .vit_tp = 1};
     enum { O_SYSTEM = 256, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_SAMPLE, O_SEQS, O_KVMEM,
            O_BT, O_THREADS, O_QUEUE, O_CHUNK, O_FLUSH, O_LOG, O_PROGRESS, O_MEMBER, O_PPL, O_MB,
-           O_VITTP, O_MAXPIX, O_GPUSHARE, O_STEPTO, O_MIXED };
+           O_VITTP, O_MAXPIX, O_GPUSHARE, O_STEPTO, O_MIXED, O_KEEPMETA, O_METAKB, O_EXIF };
     static struct option opts[] = {
         {"model", 1, 0, 'm'}, {"input", 1, 0, 'i'}, {"out", 1, 0, 'o'}, {"prompt", 1, 0, 'q'},
         {"system", 1, 0, O_SYSTEM}, {"max-tiles", 1, 0, 'T'}, {"max-new-tokens", 1, 0, 'n'},
@@ -148,7 +161,9 @@ int cmd_caption(int argc, char **argv) {
         {"device", 1, 0, 'd'}, {"tp", 1, 0, 't'}, {"pp", 1, 0, 'p'}, {"pp-layers", 1, 0, O_PPL},
         {"microbatches", 1, 0, O_MB}, {"vit-tp", 1, 0, O_VITTP}, {"max-pixels", 1, 0, O_MAXPIX},
         {"gpu-share", 0, 0, O_GPUSHARE}, {"step-timeout", 1, 0, O_STEPTO},
-        {"allow-mixed-settings", 0, 0, O_MIXED}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"allow-mixed-settings", 0, 0, O_MIXED},
+        {"keep-meta", 0, 0, O_KEEPMETA}, {"exif-transpose", 0, 0, O_EXIF}, {"max-meta-kb", 1, 0, O_METAKB},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -189,6 +204,9 @@ int cmd_caption(int argc, char **argv) {
         case O_MAXPIX: o.max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
         case O_STEPTO: o.step_timeout_s = ivl_parse_double("--step-timeout", optarg, 0, 604800); break;
         case O_MIXED: allow_mixed = 1; break;
+        case O_KEEPMETA: keep_meta = 1; break;
+        case O_EXIF: o.exif_transpose = 1; break;
+        case O_METAKB: meta_max_bytes = (int64_t)ivl_parse_int("--max-meta-kb", optarg, 1, 16384) << 10; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -235,6 +253,7 @@ int cmd_caption(int argc, char **argv) {
         } else {
             LOG_INFO("%d outputs to write under %s (%lld images in folders/lists, plus tar shards)",
                      in.n, out_dir, (long long)in.known_images);
+            for (int u = 0; keep_meta && u < in.n; u++) in.units[u].meta_max_bytes = meta_max_bytes;
         }
     }
     if (!agree(ok)) {

@@ -32,11 +32,14 @@ static void usage(FILE *f) {
             "usage: internvl chat --model M.h5 [--image FILE]... [\"question\"] [options]\n"
             "Without a question, reads one question per line from stdin (a multi-turn\n"
             "conversation; an empty line or EOF ends it).\n"
-            "  --image FILE         JPEG or PNG; repeat for several images (Image-1, Image-2, ...)\n"
+            "  --image FILE         JPEG, PNG, WebP, GIF (first frame), BMP or TIFF (first page);\n"
+            "                       repeat for several images (Image-1, Image-2, ...)\n"
             "  --system TEXT        system message (default: config.json's, else the template's)\n"
             "  --max-new-tokens N   default 512\n"
             "  --max-tiles N        1..40 tiles per image (default: config max_dynamic_patch)\n"
             "  --max-pixels N       refuse larger images (decompression bombs; default 178956970)\n"
+            "  --exif-transpose     turn images upright by their EXIF orientation (Pillow's\n"
+            "                       ImageOps.exif_transpose; off by default like the reference)\n"
             "  --do-sample          sample instead of greedy; with --temperature T (1.0),\n"
             "                       --top-k K (50), --top-p P (1.0), --seed S\n"
             "  --repetition-penalty R  (1.0, Hugging Face semantics)\n"
@@ -127,6 +130,7 @@ int cmd_chat(int argc, char **argv) {
     const char *images[MAX_IMAGES];
     int n_images = 0, max_new = 512, max_tiles = 0;
     int64_t max_pixels = 0;
+    int exif_transpose = 0;
     ivl_sampling samp = ivl_sampling_default();
     ivl_parallel_opts popt = ivl_parallel_opts_default();
     static struct option opts[] = {
@@ -135,6 +139,7 @@ int cmd_chat(int argc, char **argv) {
         {"temperature", 1, 0, 't'},    {"top-k", 1, 0, 'k'},       {"top-p", 1, 0, 'p'},
         {"seed", 1, 0, 'r'},           {"repetition-penalty", 1, 0, 'R'},
         {"dump", 1, 0, 'o'},           {"device", 1, 0, 'd'},      {"max-pixels", 1, 0, 'X'},
+        {"exif-transpose", 0, 0, 'E'},
         IVL_LAYOUT_OPTIONS,
         {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
     int c;
@@ -158,6 +163,7 @@ int cmd_chat(int argc, char **argv) {
         case 'R': samp.repetition_penalty = (float)ivl_parse_double("--repetition-penalty", optarg, 1e-3, 100); break;
         case 'o': dump_path = optarg; break;
         case 'X': max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
+        case 'E': exif_transpose = 1; break;
         case 'd': device = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -192,7 +198,7 @@ int cmd_chat(int argc, char **argv) {
     for (int i = 0; i < n_images; i++) {
         ivl_image img;
         ivl_tile_grid grid;
-        if (ivl_image_load(images[i], max_pixels, &img) != 0 || ivl_image_preprocess(&img, &po, &grid, &pix[i]) != 0)
+        if (ivl_image_load_oriented(images[i], max_pixels, exif_transpose, &img) != 0 || ivl_image_preprocess(&img, &po, &grid, &pix[i]) != 0)
             ivl_die(1, "%s", ivl_last_error());
         ivl_image_free(&img);
         tiles[i] = grid.ntiles;

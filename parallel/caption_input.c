@@ -15,6 +15,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "parallel/caption_meta.h"
 
 static const char *k_exts[] = {"jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"};
 
@@ -33,6 +34,7 @@ void ivl_cap_item_free(ivl_cap_item *it) {
     free(it->path);
     free(it->data);
     free(it->error);
+    free(it->meta);
     memset(it, 0, sizeof *it);
 }
 
@@ -89,6 +91,7 @@ static void fv_push(file_vec *f, char *key, char *path) {
     }
     f->v[f->n].key = key;
     f->v[f->n].path = path;
+    f->v[f->n].meta = NULL;
     f->n++;
 }
 
@@ -174,6 +177,8 @@ static int read_list(const char *path, file_vec *f) {
         if (len == 0 || line[0] == '#') continue;
         char *tab = strchr(line, '\t');
         char *p = tab ? tab + 1 : line;
+        char *tab2 = tab ? strchr(p, '\t') : NULL;     // KEY<TAB>PATH<TAB>META
+        if (tab2) *tab2 = 0;
         char full[4096];
         if (snprintf(full, sizeof full, "%s%s", p[0] == '/' ? "" : base, p) >= (int)sizeof full) {
             int rc = ivl_errorf("list file %s: a path is longer than %zu bytes (%.60s...)", path,
@@ -192,6 +197,7 @@ static int read_list(const char *path, file_vec *f) {
             key = strip_ext(s ? s + 1 : p);
         }
         fv_push(f, key, ivl_strdup(full));
+        if (tab2) f->v[f->n - 1].meta = ivl_strdup(tab2 + 1);
     }
     free(line);
     free(base);
@@ -221,7 +227,7 @@ static void add_file_units(ivl_cap_inputs *in, const char *path, file_vec *f, in
     char *stem = stem_of(path);
     for (int64_t c = 0; chunk > 0 && c * chunk < f->n; c++) {
         ivl_cap_unit u = {IVL_CAP_FILES, NULL, NULL, f->v + c * chunk,
-                          f->n - c * chunk < chunk ? f->n - c * chunk : chunk};
+                          f->n - c * chunk < chunk ? f->n - c * chunk : chunk, 0};
         size_t l = strlen(stem) + 16;
         u.name = ivl_malloc(l);
         snprintf(u.name, l, "%s-%06lld", stem, (long long)c);
@@ -258,7 +264,7 @@ int ivl_cap_inputs_build(char *const *srcs, int nsrc, int64_t chunk, ivl_cap_inp
                 size_t l = strlen(paths[i]);
                 int is_tar = l > 4 && !strcasecmp(paths[i] + l - 4, ".tar");
                 if (is_tar) {
-                    ivl_cap_unit u = {IVL_CAP_TAR, stem_of(paths[i]), ivl_strdup(paths[i]), NULL, 0};
+                    ivl_cap_unit u = {IVL_CAP_TAR, stem_of(paths[i]), ivl_strdup(paths[i]), NULL, 0, 0};
                     add_unit(in, u);
                 } else {
                     file_vec f = {0};
@@ -290,6 +296,7 @@ void ivl_cap_inputs_free(ivl_cap_inputs *in) {
         for (int64_t i = 0; i < in->file_counts[l]; i++) {
             free(in->file_lists[l][i].key);
             free(in->file_lists[l][i].path);
+            free(in->file_lists[l][i].meta);
         }
         free(in->file_lists[l]);
     }
@@ -307,6 +314,13 @@ struct ivl_cap_reader {
     struct archive *a;         // TAR
     int64_t max_bytes;
     int64_t members;
+    // --keep-meta (TAR): a header read ahead (the member after an image), and the metadata
+    // members read so far for the sample pre_key
+    int pending, pend_rc;
+    struct archive_entry *pend_e;
+    char *pre_key, *pre_json, *pre_txt;
+    size_t pre_json_n, pre_txt_n;
+    int64_t pre_json_over, pre_txt_over;
 };
 
 int ivl_cap_reader_open(const ivl_cap_unit *u, int64_t max_member_bytes, ivl_cap_reader **out) {
@@ -356,9 +370,110 @@ static char *fmt_source(const char *tar, const char *member) {
     return s;
 }
 
+// ---- --keep-meta for tar shards ----
+
+static void pre_reset(ivl_cap_reader *r) {
+    free(r->pre_key);
+    free(r->pre_json);
+    free(r->pre_txt);
+    r->pre_key = r->pre_json = r->pre_txt = NULL;
+    r->pre_json_n = r->pre_txt_n = 0;
+    r->pre_json_over = r->pre_txt_over = 0;
+}
+
+// 1 for KEY.json, 2 for KEY.txt (the metadata members --keep-meta copies).
+static int meta_kind(const char *name) {
+    const char *slash = strrchr(name, '/');
+    const char *dot = strrchr(slash ? slash + 1 : name, '.');
+    if (!dot) return 0;
+    return !strcasecmp(dot + 1, "json") ? 1 : !strcasecmp(dot + 1, "txt") ? 2 : 0;
+}
+
+static int next_header(ivl_cap_reader *r, struct archive_entry **e) {
+    if (r->pending) {
+        r->pending = 0;
+        *e = r->pend_e;
+        return r->pend_rc;
+    }
+    int rc = archive_read_next_header(r->a, e);
+    if (rc >= ARCHIVE_WARN) r->members++;
+    return rc;
+}
+
+// Reads the current member (a KEY.json / KEY.txt) into the sample's metadata.
+static void take_meta(ivl_cap_reader *r, struct archive_entry *e, const char *name) {
+    char *key = wds_key(name);
+    if (!r->pre_key || strcmp(r->pre_key, key)) {
+        pre_reset(r);
+        r->pre_key = key;
+    } else {
+        free(key);
+    }
+    int kind = meta_kind(name);
+    int64_t size = archive_entry_size(e);
+    char **dst = kind == 1 ? &r->pre_json : &r->pre_txt;
+    size_t *dn = kind == 1 ? &r->pre_json_n : &r->pre_txt_n;
+    int64_t *over = kind == 1 ? &r->pre_json_over : &r->pre_txt_over;
+    free(*dst);
+    *dst = NULL;
+    *dn = 0;
+    *over = 0;
+    if (size > r->u->meta_max_bytes) {
+        *over = size;
+        return;
+    }
+    char *buf = ivl_malloc((size_t)size + 1);
+    int64_t got = 0;
+    while (got < size) {
+        la_ssize_t n = archive_read_data(r->a, buf + got, (size_t)(size - got));
+        if (n <= 0) break;
+        got += n;
+    }
+    buf[got] = 0;
+    *dst = buf;
+    *dn = (size_t)got;
+}
+
+// After an image member: reads the members that follow while they are this sample's
+// KEY.json / KEY.txt; the first other header is kept for the next call.
+static void read_meta_after(ivl_cap_reader *r, const char *key) {
+    for (;;) {
+        struct archive_entry *e;
+        int rc = archive_read_next_header(r->a, &e);
+        if (rc >= ARCHIVE_WARN) r->members++;
+        const char *name = rc >= ARCHIVE_WARN && archive_entry_filetype(e) == AE_IFREG
+                               ? archive_entry_pathname(e) : NULL;
+        if (name && meta_kind(name) && !escapes(name)) {
+            char *k = wds_key(name);
+            int same = !strcmp(k, key);
+            free(k);
+            if (same) {
+                take_meta(r, e, name);
+                continue;
+            }
+        }
+        r->pending = 1;
+        r->pend_rc = rc;
+        r->pend_e = e;
+        return;
+    }
+}
+
+static void attach_meta(ivl_cap_reader *r, ivl_cap_item *it) {
+    char *what = fmt_source(r->u->tar, it->key);     // "shard.tar:KEY" for messages
+    int have = r->pre_key && !strcmp(r->pre_key, it->key);
+    it->meta = ivl_cap_meta_build(have ? r->pre_json : NULL, have ? r->pre_json_n : 0,
+                                  have ? r->pre_json_over : 0, have ? r->pre_txt : NULL,
+                                  have ? r->pre_txt_n : 0, have ? r->pre_txt_over : 0,
+                                  r->u->meta_max_bytes, what);
+    free(what);
+    pre_reset(r);
+}
+
 int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
                         int (*skip)(void *ctx, const char *key), void *ctx) {
     memset(it, 0, sizeof *it);
+    const int keep_meta = r->u->meta_max_bytes > 0;
     if (r->u->kind == IVL_CAP_FILES) {
         while (r->next < r->u->nfiles) {
             const ivl_cap_file *f = &r->u->files[r->next++];
@@ -366,20 +481,27 @@ int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
             it->key = ivl_strdup(f->key);
             it->source = ivl_strdup(f->path);
             it->path = ivl_strdup(f->path);
+            if (keep_meta)
+                it->meta = f->meta ? ivl_cap_meta_from_column(f->meta, r->u->meta_max_bytes, f->path)
+                                   : ivl_strdup("{}");
             return 1;
         }
         return 0;
     }
     for (;;) {
         struct archive_entry *e;
-        int rc = archive_read_next_header(r->a, &e);
+        int rc = keep_meta ? next_header(r, &e) : archive_read_next_header(r->a, &e);
         if (rc == ARCHIVE_EOF) return 0;
         if (rc < ARCHIVE_WARN)
             return ivl_errorf("tar shard %s is corrupt or truncated after %lld members: %s", r->u->tar,
                               (long long)r->members, archive_error_string(r->a));
-        r->members++;
+        if (!keep_meta) r->members++;
         if (archive_entry_filetype(e) != AE_IFREG) continue;
         const char *name = archive_entry_pathname(e);
+        if (keep_meta && name && meta_kind(name) && !escapes(name)) {
+            take_meta(r, e, name);
+            continue;
+        }
         if (!name || !ivl_cap_is_image_name(name)) continue;   // sample metadata (txt, json, ...)
         char *key = wds_key(name);
         if (skip && skip(ctx, key)) {
@@ -391,6 +513,7 @@ int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
         if (escapes(name)) {
             it->error = ivl_strdup("tar member name is absolute or contains '..' (it would escape "
                                    "the shard); not read");
+            if (keep_meta) attach_meta(r, it);
             return 1;
         }
         int64_t size = archive_entry_size(e);
@@ -399,6 +522,7 @@ int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
             it->error = ivl_malloc(l);
             snprintf(it->error, l, "member of %lld bytes is above the limit (%lld)", (long long)size,
                      (long long)r->max_bytes);
+            if (keep_meta) attach_meta(r, it);
             return 1;
         }
         it->data = ivl_malloc(size > 0 ? (size_t)size : 1);
@@ -414,11 +538,16 @@ int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
                 free(it->data);
                 it->data = NULL;
                 it->retry = 1;   // the shard's fault, not the image's: retried once it is whole
+                if (keep_meta) attach_meta(r, it);
                 return 1;
             }
             got += n;
         }
         it->size = (size_t)size;
+        if (keep_meta) {
+            read_meta_after(r, it->key);
+            attach_meta(r, it);
+        }
         return 1;
     }
 }
@@ -426,5 +555,6 @@ int ivl_cap_reader_next(ivl_cap_reader *r, ivl_cap_item *it,
 void ivl_cap_reader_close(ivl_cap_reader *r) {
     if (!r) return;
     if (r->a) archive_read_free(r->a);
+    pre_reset(r);
     free(r);
 }

@@ -3,15 +3,19 @@
 //   - a WebDataset tar shard (one unit per .tar; brace ranges shards/{00000..00999}.tar are
 //     expanded here). Members with an image extension (jpg jpeg png gif bmp webp tif tiff) are
 //     images; their key is the member name up to the first '.' of its last component (the
-//     WebDataset sample key). Other members (txt, json, cls: sample metadata) are ignored.
+//     WebDataset sample key). Other members (txt, json, cls: sample metadata) are ignored,
+//     except with --keep-meta (unit.meta_max_bytes > 0): the sample's KEY.json and KEY.txt,
+//     before or right after its image, become the item's meta (parallel/caption_meta.h).
 //     Members whose names are absolute or contain a ".." component are not read: they become
 //     error results.
 //   - a directory, walked recursively (sorted, so chunks are the same in every run); files
 //     with an image extension; key = path relative to the directory without its extension.
 //     Cut into chunks of `chunk` images: unit names <dir>-000000, <dir>-000001, ...
-//   - a list file: one image per line, "PATH" or "KEY<TAB>PATH" (relative paths are relative
-//     to the list file's folder; blank lines and lines starting with '#' are skipped); key of
-//     a bare path = its file name without extension. Chunked like a directory.
+//   - a list file: one image per line, "PATH", "KEY<TAB>PATH" or "KEY<TAB>PATH<TAB>META"
+//     (relative paths are relative to the list file's folder; blank lines and lines starting
+//     with '#' are skipped); key of a bare path = its file name without extension. META (a
+//     JSON object or text) is carried into the output with --keep-meta. Chunked like a
+//     directory.
 // The input must not change between a run and its restart (units and keys must match).
 #ifndef IVL_PARALLEL_CAPTION_INPUT_H
 #define IVL_PARALLEL_CAPTION_INPUT_H
@@ -24,6 +28,7 @@ typedef enum { IVL_CAP_TAR = 0, IVL_CAP_FILES = 1 } ivl_cap_unit_kind;
 typedef struct {
     char *key;
     char *path;
+    char *meta;                 // a list file's third column, or NULL
 } ivl_cap_file;
 
 typedef struct {
@@ -32,6 +37,7 @@ typedef struct {
     char *tar;                  // IVL_CAP_TAR: the shard's path
     const ivl_cap_file *files;  // IVL_CAP_FILES: this chunk's images (owned by the unit list)
     int64_t nfiles;
+    int64_t meta_max_bytes;     // > 0: --keep-meta, items carry meta (set by the caller)
 } ivl_cap_unit;
 
 typedef struct {
@@ -66,6 +72,7 @@ typedef struct {
     char *error;     // non-NULL: the image failed already
     int retry;       // with error: not the image's fault (the shard is cut or unreadable):
                      // no result line, the next run retries it (caption_retry.h)
+    char *meta;      // --keep-meta: the "meta" object's JSON text (caption_meta.h), or NULL
 } ivl_cap_item;
 
 void ivl_cap_item_free(ivl_cap_item *it);

@@ -47,6 +47,7 @@ typedef struct {
     int unit;
     int ref;                   // new sequences: index of its ImageRef in this step's plan
     char *key, *source;
+    char *meta;                // --keep-meta: the "meta" object's JSON text
     int tiles, width, height;
     int32_t *prompt;
     int64_t prompt_len;
@@ -114,18 +115,20 @@ static void add_text(cJSON *j, const char *name, const char *s, const char *hex_
     }
 }
 
-static cJSON *result_head(leader *L, const char *key, const char *source) {
+static cJSON *result_head(leader *L, const char *key, const char *source, const char *meta) {
     cJSON *j = cJSON_CreateObject();
     add_text(j, "key", key, "key_hex");
     add_text(j, "source", source ? source : "", "source_hex");
     add_text(j, "model", L->o->model_name ? L->o->model_name : L->e->cfg->name, NULL);
     add_text(j, "prompt", L->o->prompt, NULL);
     if (L->o->settings_id) cJSON_AddStringToObject(j, "settings", L->o->settings_id);
+    cJSON *m = meta ? cJSON_Parse(meta) : NULL;     // built by caption_meta.c: valid JSON
+    if (m) cJSON_AddItemToObject(j, "meta", m);
     return j;
 }
 
-static void error_result(leader *L, int unit, const char *key, const char *source, const char *msg) {
-    cJSON *j = result_head(L, key, source);
+static void error_result(leader *L, int unit, const ivl_cap_item *it, const char *msg) {
+    cJSON *j = result_head(L, it->key, it->source, it->meta);
     add_text(j, "error", msg, NULL);
     add_result(L, unit, j);
     L->sum->failed++;
@@ -150,7 +153,7 @@ static void retry_later(leader *L, int unit, const char *key, const char *msg) {
 static void finish_seq(leader *L, seq_state *s) {
     char *text = ivl_tokenizer_decode(L->e->tok, s->gen, s->ngen, 1, NULL);
     char *cap = ivl_chat_response(L->e->tmpl, text ? text : "");
-    cJSON *j = result_head(L, s->key, s->source);
+    cJSON *j = result_head(L, s->key, s->source, s->meta);
     add_text(j, "caption", cap ? cap : "", NULL);   // U+FFFD already (detok), to be sure
     cJSON_AddNumberToObject(j, "tiles", s->tiles);
     cJSON_AddNumberToObject(j, "width", s->width);
@@ -173,6 +176,7 @@ static void finish_seq(leader *L, seq_state *s) {
     L->prog.tokens += s->ngen;
     free(s->key);
     free(s->source);
+    free(s->meta);
     free(s->prompt);
     free(s->gen);
     memset(s, 0, sizeof *s);
@@ -320,7 +324,8 @@ static int admit(leader *L, plan_build *pb, int *nref, int slot, ivl_cap_event *
     s->unit = ev->unit;
     s->key = ev->item.key;
     s->source = ev->item.source;
-    ev->item.key = ev->item.source = NULL;
+    s->meta = ev->item.meta;
+    ev->item.key = ev->item.source = ev->item.meta = NULL;
     s->tiles = ev->img.grid.ntiles;
     s->width = ev->img.width;
     s->height = ev->img.height;
@@ -379,7 +384,7 @@ static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, in
         if (ev.item.error || ev.img.status != 0) {
             const char *msg = ev.item.error ? ev.item.error : ev.img.error;
             if (ivl_cap_failure_is_final(&ev.item, &ev.img))
-                error_result(L, ev.unit, ev.item.key, ev.item.source, msg);
+                error_result(L, ev.unit, &ev.item, msg);
             else
                 retry_later(L, ev.unit, ev.item.key, msg);
             ivl_cap_event_free(&ev);
@@ -391,7 +396,7 @@ static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, in
             char msg[600];
             snprintf(msg, sizeof msg, "cannot build the prompt: %s",
                      ids.n ? "longer than the KV cache slot" : ivl_last_error());
-            error_result(L, ev.unit, ev.item.key, ev.item.source, msg);
+            error_result(L, ev.unit, &ev.item, msg);
             ivl_cap_event_free(&ev);
             continue;
         }
@@ -476,6 +481,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         popt.max_tiles = o->max_tiles;
         if (o->max_pixels > 0) popt.max_pixels = o->max_pixels;
         popt.max_file_bytes = o->max_member_bytes;   // files by path: the tar member limit
+        popt.exif_transpose = o->exif_transpose;
         popt.use_thumbnail = e->cfg->use_thumbnail;
         L.feed = ivl_cap_feed_start(in, L.units, o->out_dir, &popt, o->threads, o->queue,
                                     o->max_member_bytes);
@@ -517,7 +523,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
                 // Drop the running sequences: their keys were never written, the next run redoes them.
                 for (int i = 0; i < o->max_seqs; i++)
                     if (L.seqs[i].active) {
-                        free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].prompt); free(L.seqs[i].gen);
+                        free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].meta); free(L.seqs[i].prompt); free(L.seqs[i].gen);
                         memset(&L.seqs[i], 0, sizeof L.seqs[i]);
                     }
                 nactive = 0;
@@ -675,7 +681,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         }
         for (int i = 0; i < o->max_seqs; i++)
             if (L.seqs[i].active) {
-                free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].prompt); free(L.seqs[i].gen);
+                free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].meta); free(L.seqs[i].prompt); free(L.seqs[i].gen);
             }
         sum->seconds = ivl_cap_now() - L.prog.t0;
         ivl_cap_progress_finish(&L.prog, sum->units_done, sum->units, sum->units_failed, sum->stopped);

@@ -49,6 +49,7 @@ typedef struct {
     double log_s;                // progress line interval when stderr is not a terminal
     int progress_bar;            // 1: \r progress bar, 0: log lines
     int64_t max_member_bytes;    // larger tar members and image files become error results
+    int exif_transpose;          // 1: apply EXIF orientation (not the reference's default)
     volatile sig_atomic_t *stop_level;   // set by the launcher's signal handlers
     const char *model_name;      // "model" of every line (caption_settings.h: ivl_cap_model_name)
     const char *settings_id;     // "settings" of every line: the settings' fingerprint (or NULL)

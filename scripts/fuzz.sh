@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fuzz.sh - builds the libFuzzer targets (tests/fuzz) with clang and runs each one briefly on its
-# seed corpus (ctest label `fuzz`; FUZZ_SECONDS each, default 15: 9 targets in about 2.5 min).
+# seed corpus (ctest label `fuzz`; FUZZ_SECONDS each, default 15: 10 targets in about 3 min).
 #   scripts/fuzz.sh [build-dir]       default build dir: build-fuzz
 # Skips (exit 0 with a message) when clang or libFuzzer's runtime is not installed.
 # Long runs: tests/fuzz/run_long.sh BUILD SECONDS (tests/fuzz/README.md).

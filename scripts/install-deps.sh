@@ -32,6 +32,7 @@ PKGS=(
   libhdf5-dev hdf5-tools                          # model file (serial flavour), h5dump
   libopenblas-dev                                 # CPU GEMM
   libjpeg-dev libpng-dev                          # image decoding (libjpeg-turbo, libpng)
+  libwebp-dev libgif-dev libtiff-dev zlib1g-dev   #   WebP, GIF, TIFF (BMP: core/image/decode_bmp.c)
   libsentencepiece-dev sentencepiece              # tokenizer library + spm_train
   libarchive-dev libcjson-dev                     # tar shards, JSON
   libmicrohttpd-dev curl                          # `internvl serve` (HTTP), its tests
@@ -45,7 +46,7 @@ if [ "$WITH_TESTS" = 1 ]; then
     slurmctld slurmd slurm-client munge           # single-node Slurm for the caption tests
     clang libclang-rt-14-dev llvm valgrind        # fuzzing, sanitizers
     gnuplot-nox                                   # bench/plot
-    imagemagick-6-doc                             # real JPEG/PNG photos for tests/image (8 MB)
+    imagemagick-6-doc                             # real JPEG/PNG/GIF images for tests/image (8 MB)
   )
   # The server's tests drive it with the official OpenAI Node client (npm-installed by the
   # test): Debian's Node.js and npm, unless a Node.js with npm is already there (NodeSource).
@@ -74,4 +75,5 @@ t0=$(date +%s)
 "${SUDO[@]}" apt-get install "${APT[@]}" --no-install-recommends "${missing[@]}"
 echo "install-deps.sh: installed ${#missing[@]} packages in $(( $(date +%s) - t0 )) s"
 command -v mpicc >/dev/null && command -v protoc-c >/dev/null && command -v spm_train >/dev/null
-pkg-config --exists libprotobuf-c hdf5-serial libcjson libarchive sentencepiece openblas libpng libjpeg ompi-c
+pkg-config --exists libprotobuf-c hdf5-serial libcjson libarchive sentencepiece openblas libpng libjpeg libwebp libwebpdemux libtiff-4 zlib ompi-c
+test -e /usr/include/gif_lib.h

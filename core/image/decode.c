@@ -1,4 +1,5 @@
-// decode.c - format sniffing, reading files, dispatch to the JPEG/PNG decoders.
+// decode.c - format sniffing, reading files, dispatch to the decoders (JPEG, PNG, WebP, GIF,
+// BMP, TIFF), the shared pixel-limit check.
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -19,6 +20,22 @@ int ivl_image_fail(ivl_image_status st, const char *fmt, ...) {
     va_end(ap);
     ivl_errorf("%s", buf);
     return st;
+}
+
+int ivl_image_check_size(const char *name, const char *fmt, int64_t w, int64_t h,
+                         int64_t max_pixels) {
+    // w and h come from headers (up to 2^32 each): the product is formatted unsigned, found by
+    // fuzz_image_formats (a signed w * h overflowed for a BMP of 4294967272 x 4278190061).
+    if (w <= 0 || h <= 0)
+        return ivl_image_fail(IVL_IMAGE_E_CORRUPT, "%s: corrupt %s: size %lldx%lld in the header",
+                              name, fmt, (long long)w, (long long)h);
+    if (w > (1 << 28) || h > (1 << 28) || w * h > max_pixels)
+        return ivl_image_fail(IVL_IMAGE_E_TOO_LARGE,
+                              "%s: %s is %lldx%lld = %llu pixels, above the limit of %lld "
+                              "(possible decompression bomb)", name, fmt, (long long)w,
+                              (long long)h, (unsigned long long)w * (unsigned long long)h,
+                              (long long)max_pixels);
+    return IVL_IMAGE_OK;
 }
 
 ivl_image_format ivl_image_sniff(const void *data, size_t n) {
@@ -61,8 +78,8 @@ const char *ivl_image_status_name(ivl_image_status st) {
     return "?";
 }
 
-int ivl_image_decode(const void *data, size_t size, const char *name, int64_t max_pixels,
-                     ivl_image *out) {
+static int decode_any(const void *data, size_t size, const char *name, int64_t max_pixels,
+                      ivl_image *out) {
     if (!name) name = "<memory>";
     if (!out) return ivl_image_fail(IVL_IMAGE_E_ARG, "%s: no output image given", name);
     memset(out, 0, sizeof *out);
@@ -73,15 +90,31 @@ int ivl_image_decode(const void *data, size_t size, const char *name, int64_t ma
     switch (fmt) {
     case IVL_IMAGE_FMT_JPEG: return ivl_image_decode_jpeg(data, size, name, max_pixels, out);
     case IVL_IMAGE_FMT_PNG: return ivl_image_decode_png(data, size, name, max_pixels, out);
-    case IVL_IMAGE_FMT_UNKNOWN:
-        return ivl_image_fail(IVL_IMAGE_E_NOT_IMAGE,
-                              "%s: not an image (no JPEG or PNG signature in the first bytes; "
-                              "%zu bytes)", name, size);
+    case IVL_IMAGE_FMT_WEBP: return ivl_image_decode_webp(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_GIF: return ivl_image_decode_gif(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_BMP: return ivl_image_decode_bmp(data, size, name, max_pixels, out);
+    case IVL_IMAGE_FMT_TIFF: return ivl_image_decode_tiff(data, size, name, max_pixels, out);
     default:
-        return ivl_image_fail(IVL_IMAGE_E_UNSUPPORTED,
-                              "%s: %s images are not supported (only JPEG and PNG); convert it "
-                              "first", name, ivl_image_format_name(fmt));
+        return ivl_image_fail(IVL_IMAGE_E_NOT_IMAGE,
+                              "%s: not an image (no JPEG, PNG, WebP, GIF, BMP or TIFF signature "
+                              "in the first bytes; %zu bytes)", name, size);
     }
+}
+
+int ivl_image_decode_oriented(const void *data, size_t size, const char *name,
+                              int64_t max_pixels, int exif_transpose, ivl_image *out) {
+    int st = decode_any(data, size, name, max_pixels, out);
+    // (a TIFF's Orientation is applied by its decoder already, as Pillow's loader does)
+    if (st != IVL_IMAGE_OK || !exif_transpose || ivl_image_sniff(data, size) == IVL_IMAGE_FMT_TIFF)
+        return st;
+    st = ivl_image_apply_orientation(out, ivl_image_exif_orientation(data, size));
+    if (st) ivl_image_free(out);
+    return st;
+}
+
+int ivl_image_decode(const void *data, size_t size, const char *name, int64_t max_pixels,
+                     ivl_image *out) {
+    return ivl_image_decode_oriented(data, size, name, max_pixels, 0, out);
 }
 
 static const char *file_kind(mode_t m) {
@@ -89,7 +122,8 @@ static const char *file_kind(mode_t m) {
          : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
 }
 
-int ivl_image_load_bounded(const char *path, int64_t max_pixels, int64_t max_bytes, ivl_image *out) {
+int ivl_image_load_ex(const char *path, int64_t max_pixels, int64_t max_bytes,
+                      int exif_transpose, ivl_image *out) {
     if (out) memset(out, 0, sizeof *out);
     if (!path) return ivl_image_fail(IVL_IMAGE_E_ARG, "ivl_image_load: NULL path");
     if (max_bytes <= 0) max_bytes = IVL_IMAGE_DEFAULT_MAX_FILE_BYTES;
@@ -134,13 +168,23 @@ int ivl_image_load_bounded(const char *path, int64_t max_pixels, int64_t max_byt
         n += (size_t)got;
     }
     close(fd);
-    int rc = ivl_image_decode(buf, n, path, max_pixels, out);
+    int rc = ivl_image_decode_oriented(buf, n, path, max_pixels, exif_transpose, out);
     free(buf);
     return rc;
 }
 
+int ivl_image_load_bounded(const char *path, int64_t max_pixels, int64_t max_bytes, ivl_image *out) {
+    return ivl_image_load_ex(path, max_pixels, max_bytes, 0, out);
+}
+
 int ivl_image_load(const char *path, int64_t max_pixels, ivl_image *out) {
-    return ivl_image_load_bounded(path, max_pixels, IVL_IMAGE_DEFAULT_MAX_FILE_BYTES, out);
+    return ivl_image_load_ex(path, max_pixels, IVL_IMAGE_DEFAULT_MAX_FILE_BYTES, 0, out);
+}
+
+int ivl_image_load_oriented(const char *path, int64_t max_pixels, int exif_transpose,
+                            ivl_image *out) {
+    return ivl_image_load_ex(path, max_pixels, IVL_IMAGE_DEFAULT_MAX_FILE_BYTES, exif_transpose,
+                             out);
 }
 
 void ivl_image_free(ivl_image *img) {

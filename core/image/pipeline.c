@@ -48,8 +48,10 @@ static void process(ivl_image_pipeline *p, slot_t *s) {
     ivl_image_result *r = &s->res;
     ivl_image img;
     double t0 = now_s();
-    int st = s->path ? ivl_image_load_bounded(s->path, p->opts.max_pixels, p->opts.max_file_bytes, &img)
-                     : ivl_image_decode(s->data, s->size, s->name, p->opts.max_pixels, &img);
+    int st = s->path ? ivl_image_load_ex(s->path, p->opts.max_pixels, p->opts.max_file_bytes,
+                                         p->opts.exif_transpose, &img)
+                     : ivl_image_decode_oriented(s->data, s->size, s->name, p->opts.max_pixels,
+                                                 p->opts.exif_transpose, &img);
     double t1 = now_s();
     r->decode_s = t1 - t0;
     r->dtype = p->opts.dtype;

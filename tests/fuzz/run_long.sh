@@ -8,7 +8,7 @@ set -u
 build=$1 secs=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
-targets=${*:-"fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_model_file fuzz_image fuzz_chat fuzz_decode fuzz_msg fuzz_tar"}
+targets=${*:-"fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_model_file fuzz_image fuzz_chat fuzz_decode fuzz_msg fuzz_tar fuzz_image_formats"}
 # Scratch files of the targets go under BUILD_DIR (a crash skips their clean-up).
 mkdir -p "$build/fuzz-tmp"
 export TMPDIR="$build/fuzz-tmp"

@@ -5,6 +5,8 @@
 //   image_tool candidates-all MAX           one line per 1<=min<=max<=MAX: "min max i,j i,j ..."
 //   image_tool grids < "W H MIN MAX S"...   one line per input: "cols rows ntiles"
 //   image_tool decode FILE OUT.rgb          prints "W H"; OUT = H*W*3 bytes
+//   image_tool decode-exif FILE OUT.rgb     the same with the EXIF orientation applied
+//                                           (ivl_image_load_oriented); prints "W H ORIENTATION"
 //   image_tool resize FILE W H OUT.rgb      Pillow-bicubic resize of the decoded image
 //   image_tool tiles FILE MAXNUM PREFIX     PREFIX.u8 [T,S,S,3], PREFIX.f32 and PREFIX.bf16
 //                                           [T,3,S,S] via ivl_image_preprocess; prints
@@ -30,13 +32,30 @@ static int write_file(const char *path, const void *p, size_t n) {
     return 0;
 }
 
-static int load_or_report(const char *path, ivl_image *img) {
-    int st = ivl_image_load(path, 0, img);
+static int load_or_report_ex(const char *path, int exif, ivl_image *img) {
+    int st = ivl_image_load_oriented(path, 0, exif, img);
     if (st != IVL_IMAGE_OK) {
         printf("ERROR %s: %s\n", ivl_image_status_name(st), ivl_last_error());
         return 2;
     }
     return 0;
+}
+
+static int load_or_report(const char *path, ivl_image *img) { return load_or_report_ex(path, 0, img); }
+
+// The EXIF orientation of a file (read whole), for decode-exif's report.
+static int file_orientation(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *b = malloc(n > 0 ? (size_t)n : 1);
+    size_t got = fread(b, 1, n > 0 ? (size_t)n : 0, f);
+    fclose(f);
+    int o = ivl_image_exif_orientation(b, got);
+    free(b);
+    return o;
 }
 
 static double now_s(void) {
@@ -120,6 +139,14 @@ int main(int argc, char **argv) {
         ivl_image img;
         if (load_or_report(argv[2], &img)) return 2;
         printf("%d %d\n", img.width, img.height);
+        int rc = write_file(argv[3], img.rgb, (size_t)img.width * img.height * 3);
+        ivl_image_free(&img);
+        return rc;
+    }
+    if (!strcmp(cmd, "decode-exif") && argc == 4) {
+        ivl_image img;
+        if (load_or_report_ex(argv[2], 1, &img)) return 2;
+        printf("%d %d %d\n", img.width, img.height, file_orientation(argv[2]));
         int rc = write_file(argv[3], img.rgb, (size_t)img.width * img.height * 3);
         ivl_image_free(&img);
         return rc;

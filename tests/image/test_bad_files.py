@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_formats as mf  # noqa: E402
 import make_variants as mv  # noqa: E402
 
 tool, work = sys.argv[1], sys.argv[2]
@@ -86,14 +87,7 @@ expect_error(write("empty.jpg", b""), "empty")
 expect_error(write("notes.jpg", b"this is a caption file, not a picture\n" * 20), "not_image")
 expect_error(write("random.png", bytes(np.random.RandomState(1).randint(0, 256, 5000, np.uint8))), "not_image")
 expect_error(os.path.join(work, "does_not_exist.jpg"), "io")
-for fmt in ("GIF", "BMP", "TIFF", "WEBP"):
-    b = io.BytesIO()
-    try:
-        base.save(b, fmt)
-    except Exception:
-        continue      # this Pillow cannot write it
-    expect_error(write("photo." + fmt.lower(), b.getvalue()), "unsupported")
-
+expect_error(write("icon.ico", b"\x00\x00\x01\x00" + bytes(200)), "not_image")   # not decoded
 # truncated JPEG (baseline and progressive) at several points; Pillow fails them all too
 for label, data in (("baseline", jpg), ("progressive", pjpg)):
     for frac in (0.02, 0.3, 0.7, 0.99):
@@ -162,6 +156,108 @@ expect_error(write("zero_width.png", zero_w), "corrupt")
 bad = bytearray(png)
 bad[29] ^= 0x55                             # IHDR CRC wrong
 expect_error(write("bad_crc.png", bytes(bad)), "corrupt")
+
+
+# ---- WebP, GIF, BMP, TIFF: truncation, bombs, corrupt headers (same rules as JPEG/PNG) ----
+fdir = os.path.join(work, "formats")
+os.makedirs(fdir)
+made = {os.path.basename(p): p for p in mf.make_formats(fdir)}
+for name in ("lossy.webp", "lossless.webp", "anim.webp", "palette.gif", "interlaced.gif",
+             "rgb.bmp", "palette.bmp", "rle8.bmp", "rle4.bmp", "rgb555.bmp", "rgb_raw.tif",
+             "rgb_tiff_lzw.tif", "rgb_jpeg.tif", "rgb_tiled.tif", "gray16.tif", "cmyk.tif"):
+    with open(made[name], "rb") as fh:
+        data = fh.read()
+    for frac in (0.05, 0.5, 0.95):
+        p = write("trunc_%d_%s" % (int(frac * 100), name), data[:int(len(data) * frac)])
+        if pil_fails(p):
+            line = expect_error(p, "truncated")
+        else:
+            expect_same_as_pil(p)
+# later frames / pages cut off: Pillow decodes the first, so do we (same pixels)
+for name in ("anim.gif", "multipage.tif"):
+    with open(made[name], "rb") as fh:
+        data = fh.read()
+    p = write("cut_late_" + name, data[:int(len(data) * 0.8)])
+    check(not pil_fails(p), "%s: Pillow fails it; the test's premise is wrong" % p)
+    expect_same_as_pil(p)
+
+# bombs: sizes from the headers, refused before decoding
+with open(made["lossless.webp"], "rb") as fh:
+    wl = bytearray(fh.read())
+i = wl.index(b"VP8L") + 8                  # signature 0x2f, then 14-bit width-1, height-1
+wl[i + 1:i + 5] = struct.pack("<I", (16383 | (16383 << 14)) | (struct.unpack("<I", bytes(wl[i + 1:i + 5]))[0] & ~((1 << 28) - 1)))
+expect_error(write("bomb.webp", bytes(wl)), "too_large")
+expect_error(mf.write_gif(os.path.join(work, "bomb.gif"), (60000, 60000), [{"idx": np.zeros((2, 2), np.uint8)}],
+                          global_pal=[(0, 0, 0), (255, 255, 255)]), "too_large")
+expect_error(mf.write_gif(os.path.join(work, "bomb_frame.gif"), (10, 10),
+                          [{"idx": np.zeros((2, 2), np.uint8), "x": 65000, "y": 65000}],
+                          global_pal=[(0, 0, 0), (255, 255, 255)]), "too_large")
+expect_error(mf.write_bmp(os.path.join(work, "bomb.bmp"), 30000, 30000, 24, rle=b"\x00" * 64), "too_large")
+expect_error(mf.write_tiff(os.path.join(work, "bomb.tif"), np.zeros((4, 4), np.uint8), 1, 8,
+                           override={256: ("L", [30000]), 257: ("L", [30000])}), "too_large")
+for p in ("bomb.webp", "bomb.gif", "bomb_frame.gif", "bomb.bmp", "bomb.tif"):
+    check(pil_fails(os.path.join(work, p)), "%s: Pillow decodes it; the test's premise is wrong" % p)
+
+# corrupt headers / data
+with open(made["lossy.webp"], "rb") as fh:
+    wb = bytearray(fh.read())
+i = wb.index(b"VP8 ") + 8
+wb[i + 3:i + 6] = b"\x00\x00\x00"           # VP8 frame start code destroyed
+expect_error(write("bad_vp8.webp", bytes(wb)), "corrupt")
+with open(made["palette.gif"], "rb") as fh:
+    gb = bytearray(fh.read())
+i = 13 + ((3 << ((gb[10] & 7) + 1)) if gb[10] & 0x80 else 0)   # after the global table
+while gb[i] == 0x21:                         # skip extension blocks
+    i += 2
+    while gb[i]:
+        i += gb[i] + 1
+    i += 1
+check(gb[i] == 0x2c, "bad_lzw.gif: image descriptor not found")
+gb[i + 10] = 11                              # code size 11: giflib refuses it (> 8)
+p = write("bad_lzw.gif", bytes(gb))
+if pil_fails(p):
+    line = decode(p)
+    check(line.returncode == 2 and "ERROR " in line.stdout and p in line.stdout,
+          "%s: Pillow fails it, we should give an error naming the file: %r" % (p, line.stdout))
+else:
+    expect_same_as_pil(p)
+# LZW data that ends (end code) before the frame is full: both refuse it as truncated
+idx = (np.arange(40 * 30) % 16).astype(np.uint8)
+bits, gct = mf._gif_table(np.random.RandomState(0).randint(0, 256, (16, 3)))
+early = b"GIF89a" + struct.pack("<HHBBB", 40, 30, 0x80 | (bits - 1) | ((bits - 1) << 4), 0, 0) + gct
+early += b"\x2c" + struct.pack("<HHHHB", 0, 0, 40, 30, 0) + mf._lzw_literal(idx[:600], 8) + b"\x3b"
+p = write("early_end.gif", early)
+check(pil_fails(p), "%s: Pillow decodes it; the test's premise is wrong" % p)
+expect_error(p, "truncated")
+expect_error(write("gif_no_image.gif", b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0, 0, 0) + b"\x3b"), "corrupt")
+with open(made["rgb.bmp"], "rb") as fh:
+    bb = bytearray(fh.read())
+b2 = bytearray(bb)
+b2[14:18] = struct.pack("<I", 52)            # unknown header size
+expect_error(write("bad_header.bmp", bytes(b2)), "unsupported")
+b2 = bytearray(bb)
+b2[28:30] = struct.pack("<H", 7)             # 7 bits per pixel
+expect_error(write("bad_depth.bmp", bytes(b2)), "unsupported")
+b2 = bytearray(bb)
+b2[30:34] = struct.pack("<I", 4)             # JPEG inside BMP
+expect_error(write("jpeg_in.bmp", bytes(b2)), "unsupported")
+b2 = bytearray(bb)
+b2[18:22] = struct.pack("<I", 0)             # width 0
+expect_error(write("zero_width.bmp", bytes(b2)), "corrupt")
+for p in ("bad_header.bmp", "bad_depth.bmp", "jpeg_in.bmp", "zero_width.bmp", "gif_no_image.gif", "bad_vp8.webp"):
+    check(pil_fails(os.path.join(work, p)), "%s: Pillow decodes it; the test's premise is wrong" % p)
+with open(made["rgb_raw.tif"], "rb") as fh:
+    tb = bytearray(fh.read())
+t2 = bytearray(tb)
+t2[4:8] = struct.pack("<I", len(tb) + 1000)   # first IFD past the end of the file
+p = write("bad_ifd.tif", bytes(t2))
+line = decode(p)
+check(line.returncode == 2 and line.stdout.startswith("ERROR ") and p in line.stdout,
+      "%s: expected an error naming the file, got %r" % (p, line.stdout))
+check(pil_fails(p), "%s: Pillow decodes it; the test's premise is wrong" % p)
+expect_error(mf.write_tiff(os.path.join(work, "float.tif"), np.zeros((4, 4), np.uint16), 1, 16,
+                           override={258: ("H", [32]), 339: ("H", [3])}), "unsupported")
+expect_error(mf.write_tiff(os.path.join(work, "ycbcr.tif"), np.zeros((4, 4, 3), np.uint8), 6, 8), "unsupported")
 
 if failures:
     print("%d failures" % len(failures))

@@ -2,7 +2,10 @@
 
 For every real photo (Debian's imagemagick-6-doc) and every variant made from them at test
 time (make_variants.py: gray, CMYK with and without Adobe marker, progressive, subsampled,
-palette/tRNS, 1/2/4/16-bit, RGBA/LA, interlaced PNG, very wide/tall/tiny):
+palette/tRNS, 1/2/4/16-bit, RGBA/LA, interlaced PNG, very wide/tall/tiny; make_formats.py:
+WebP lossy/lossless/alpha/animated, GIF palettes/frames/interlace/transparency, BMP 1-32 bit,
+bitfields, RLE, OS/2, top-down, TIFF 1-16 bit gray/RGB/palette/CMYK, tiled, planar,
+compressed, multi-page), plus the GIFs bundled with imagemagick-6-doc:
   (c) decoded RGB == Image.open(f).convert('RGB')
   (b) the uint8 tiles of dynamic_preprocess == Pillow's tiles (max_num 12, and 6/40 for some),
       the float32 tensors == torch ToTensor+Normalize exactly, bf16 == .to(torch.bfloat16);
@@ -19,6 +22,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_formats as mf  # noqa: E402
 import make_variants as mv  # noqa: E402
 import preprocess_ref as ref  # noqa: E402
 
@@ -54,7 +58,7 @@ def first_diff(a, b):
     return "%d differing values, first at %s: %s vs %s" % (len(d), tuple(d[0]), a[tuple(d[0])], b[tuple(d[0])])
 
 
-files = list(mv.PHOTOS) + mv.make_variants(work)
+files = list(mv.PHOTOS) + mv.make_variants(work) + mf.make_formats(work) + mf.bundled_gifs()
 rng = random.Random(5)
 ntiles_total = 0
 for f in files:
@@ -104,6 +108,8 @@ for f in files:
         want_bf = want_f.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
         check(np.array_equal(bf, want_bf), "%s max=%d: bf16 tensor differs from torch .to(bfloat16)" % (name, max_num))
 
+    if os.path.splitext(f)[1] in mf.NEW_EXTS:
+        continue        # the resizes below do not depend on the format: JPEG/PNG cover them
     # extra resizes: down by odd factors, up, one axis only, to 1 pixel
     sizes = [(max(1, W // 3 + 1), max(1, H // 2 + 3)), (W * 2 + 1, H + 7), (W, max(1, H // 5)),
              (max(1, W // 7), H), (1, 1), (rng.randint(1, 1000), rng.randint(1, 1000))]
@@ -117,6 +123,11 @@ for f in files:
         check(np.array_equal(got, want_r), "%s: resize to %dx%d differs from PIL: %s" % (name, rw, rh, first_diff(got, want_r)))
 
 print("%d images, %d tiles compared bit for bit" % (len(files), ntiles_total))
+by_ext = {}
+for f in files:
+    e = os.path.splitext(f)[1].lower()
+    by_ext[e] = by_ext.get(e, 0) + 1
+print("per extension:", ", ".join("%s %d" % kv for kv in sorted(by_ext.items())))
 if failures:
     print("%d failures" % len(failures))
     sys.exit(1)
