@@ -242,6 +242,7 @@ if [ "$MODE" = bundle ]; then
   timed "demo checkpoint folder (host)" tests/gen/make_demo.sh "$DEMO_HF" >/dev/null
 fi
 timed "unpack a pristine root" tar -C "$ROOT" -xf "$BASE_TAR"
+chmod 755 "$ROOT"   # as / is on a real system (mktemp made it 0700: users like munge could not run /bin/sh)
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 chroot "$ROOT" dpkg-query -W -f='${Package}\n' | sort > "$ROOT/.pkgs-before"
 step "root: $(chroot "$ROOT" cat /etc/debian_version), $(wc -l < "$ROOT/.pkgs-before") packages," \

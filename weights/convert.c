@@ -255,20 +255,6 @@ static int parse_quant_config(const ivl_convert_opts *o, const char *cfg_text, i
 
 // --- writing ----------------------------------------------------------------------------------
 
-static int write_blob(hid_t group, const char *name, const void *data, size_t n) {
-    int rc = 0;
-    hid_t s = -1, d = -1;
-    hsize_t dim = n;
-    H5_CHECK(s = H5Screate_simple(1, &dim, NULL));
-    H5_TRY(d = H5Dcreate2(group, name, H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-           "dataset %s", name);
-    if (n) H5_TRY(H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "dataset %s", name);
-fail:
-    if (d >= 0) H5Dclose(d);
-    H5Sclose(s);
-    return rc;
-}
-
 static int write_file_blob(hid_t group, const char *dir, const char *name, int required) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -279,7 +265,7 @@ static int write_file_blob(hid_t group, const char *dir, const char *name, int r
     char *data;
     size_t n;
     if (ivl_read_file(path, &data, &n)) return -1;
-    int rc = write_blob(group, name, data, n);
+    int rc = ivl_h5_write_bytes(group, name, data, n);
     free(data);
     return rc;
 }
@@ -443,7 +429,7 @@ static int write_all(hid_t file, const ivl_convert_opts *o, const ivl_model_conf
         return -1;
 
     H5_TRY(g = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /config");
-    if ((rc = write_blob(g, "config.json", cfg_text, cfg_len))) goto fail;
+    if ((rc = ivl_h5_write_bytes(g, "config.json", cfg_text, cfg_len))) goto fail;
     H5Gclose(g);
     H5_TRY(g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /tokenizer");
     for (size_t i = 0; i < sizeof k_tokenizer_files / sizeof *k_tokenizer_files; i++)

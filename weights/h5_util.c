@@ -156,3 +156,17 @@ fail:
     if (a >= 0) H5Aclose(a);
     return rc;
 }
+
+int ivl_h5_write_bytes(hid_t group, const char *name, const void *data, size_t n) {
+    int rc = 0;
+    hid_t s = -1, d = -1;
+    hsize_t dim = n;
+    H5_CHECK(s = H5Screate_simple(1, &dim, NULL));
+    H5_TRY(d = H5Dcreate2(group, name, H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+           "dataset %s", name);
+    if (n) H5_TRY(H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "dataset %s", name);
+fail:
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(s);
+    return rc;
+}

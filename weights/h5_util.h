@@ -34,6 +34,9 @@ int ivl_h5_dtype_of(hid_t type);
 // Fixed-length string attribute helpers; return 0 or -1 (with ivl_errorf).
 int ivl_h5_write_str_attr(hid_t obj, const char *name, const char *value);
 int ivl_h5_write_i64_attr(hid_t obj, const char *name, long long value);
+// A 1-D uint8 dataset `name` of n bytes in group (config and tokenizer files). 0, or -1 +
+// ivl_last_error() naming the dataset.
+int ivl_h5_write_bytes(hid_t group, const char *name, const void *data, size_t n);
 // Reads a string attribute into a new malloc'ed string (*out); -1 if absent or not a string.
 int ivl_h5_read_str_attr(hid_t obj, const char *name, char **out);
 int ivl_h5_read_i64_attr(hid_t obj, const char *name, long long *out);

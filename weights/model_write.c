@@ -19,20 +19,6 @@
 
 #define CHUNK_TARGET_BYTES (1u << 20)   // as the converter: blocks of whole rows of ~1 MiB
 
-static int blob(hid_t g, const char *name, const void *data, size_t n) {
-    int rc = 0;
-    hid_t s = -1, d = -1;
-    hsize_t dim = n;
-    H5_CHECK(s = H5Screate_simple(1, &dim, NULL));
-    H5_TRY(d = H5Dcreate2(g, name, H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-           "dataset %s", name);
-    if (n) H5_TRY(H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "dataset %s", name);
-fail:
-    if (d >= 0) H5Dclose(d);
-    H5Sclose(s);
-    return rc;
-}
-
 static int tensor(hid_t g, const ivl_plan_entry *e, const ivl_tensor *t) {
     int rc = 0;
     hid_t fs = -1, dcpl = -1, d = -1;
@@ -78,7 +64,7 @@ static int write_all(hid_t file, const ivl_model_write_opts *o, const ivl_model_
         ivl_h5_write_str_attr(file, "source", o->source ? o->source : "weight reader"))
         return -1;
     H5_TRY(g = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /config");
-    if ((rc = blob(g, "config.json", o->config_json, strlen(o->config_json)))) goto fail;
+    if ((rc = ivl_h5_write_bytes(g, "config.json", o->config_json, strlen(o->config_json)))) goto fail;
     H5Gclose(g);
     H5_TRY(g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group /tokenizer");
     for (size_t i = 0; i < sizeof k_tok_files / sizeof *k_tok_files; i++) {
@@ -93,7 +79,7 @@ static int write_all(hid_t file, const ivl_model_write_opts *o, const ivl_model_
         char *data;
         size_t n;
         if ((rc = ivl_read_file(path, &data, &n))) goto fail;
-        rc = blob(g, k_tok_files[i], data, n);
+        rc = ivl_h5_write_bytes(g, k_tok_files[i], data, n);
         free(data);
         if (rc) goto fail;
     }
