@@ -44,6 +44,7 @@ if [ "$WITH_TESTS" = 1 ]; then
   PKGS+=(
     python3-torch python3-h5py python3-pil          # Python reference, fixtures
     slurmctld slurmd slurm-client munge           # single-node Slurm for the caption tests
+    iproute2 bc                                   # tests/multinode: nodes as network namespaces
     clang libclang-rt-14-dev llvm valgrind        # fuzzing, sanitizers
     gnuplot-nox                                   # bench/plot
     imagemagick-6-doc                             # real JPEG/PNG/GIF images for tests/image (8 MB)
