@@ -243,6 +243,17 @@ if [ "$MODE" = bundle ]; then
 fi
 timed "unpack a pristine root" tar -C "$ROOT" -xf "$BASE_TAR"
 chmod 755 "$ROOT"   # as / is on a real system (mktemp made it 0700: users like munge could not run /bin/sh)
+# What an installed machine of this network has and a bare root lacks: its own name in
+# /etc/hosts (slurmd and munged look it up) and, where the network inspects TLS, the egress
+# CA the host trusts (npm and apt use them); the engine's set-up is still only the README's.
+cp /etc/hosts "$ROOT/etc/hosts"
+EXTRA_CA=""
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+  mkdir -p "$ROOT/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  chroot "$ROOT" update-ca-certificates >/dev/null 2>&1 || true
+  EXTRA_CA="NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt"
+fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 chroot "$ROOT" dpkg-query -W -f='${Package}\n' | sort > "$ROOT/.pkgs-before"
 step "root: $(chroot "$ROOT" cat /etc/debian_version), $(wc -l < "$ROOT/.pkgs-before") packages," \
