@@ -296,7 +296,7 @@ else
 fi
 rc=0
 LABEL="README command ($MODE)"; [ "$MODE" = bundle ] && LABEL="bundle check in the root"
-timed "$LABEL" chroot "$ROOT" env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+timed "$LABEL" chroot "$ROOT" env -i HOME=/root LANG=C.UTF-8 TERM=dumb $EXTRA_CA \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   bash -c "cd /root/internvl && $CMD" > >(sed -u 's/^/  | /') 2>&1 || rc=$?
 sleep 0.2   # let the prefixing sed drain
