@@ -455,8 +455,8 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     const int64_t tok_per_tile = e->cfg->proj.tokens_per_tile;
     leader L = {0};
     float *logits = ivl_malloc((size_t)o->max_seqs * (size_t)V * sizeof *logits);
-    // Greedy captions without a penalty on one rank: the step picks on its device and only
-    // the ids come back (a multi-rank step has no run_argmax: logits reach rank 0).
+    // Greedy captions without a penalty, tp 1 (one rank or a pipeline): the step picks on the
+    // last stage's device and only the ids come back (with tp > 1 the logits reach rank 0).
     int32_t *picked = ivl_malloc((size_t)o->max_seqs * sizeof *picked);
     const int dev_pick = e->step.run_argmax && !o->sampling.do_sample &&
                          o->sampling.repetition_penalty == 1.0f;
