@@ -666,7 +666,7 @@ static void bench_vit(int tiles, const card_spec *cs) {
     const int64_t C = 3200, I = 12800, M = 1025LL * tiles;
     vit_layer L = {.tiles = tiles};
     L.seqs = ivl_malloc(sizeof *L.seqs * (size_t)tiles);
-    for (int t = 0; t < tiles; t++) L.seqs[t] = (ivl_attn_seq){t * 1025LL, 1025, t * 1025LL, 1025};
+    for (int t = 0; t < tiles; t++) L.seqs[t] = (ivl_attn_seq){t * 1025LL, 1025, t * 1025LL, 1025, NULL, 0};
     L.x = GRAND(1, M, C), L.h = GRAND(1, M, C), L.qkv = GRAND(1, M, 3 * C);
     L.q = GRAND(1, M, C), L.k = GRAND(1, M, C), L.v = GRAND(1, M, C), L.att = GRAND(1, M, C);
     L.a = GRAND(1, M, C), L.f1 = GRAND(1, M, I);

@@ -21,6 +21,7 @@
 #include "core/backend.h"
 #include "core/check.h"
 #include "core/models/generate.h"
+#include "parallel/generate.h"
 #include "core/models/internvl.h"
 
 static double now(void) {
@@ -203,21 +204,30 @@ static void run_loaded(ivl_model *m, int tiles, int text, int new_tokens, run_ou
     if (tiles) ivl_model_encode_images(m, &pix, &emb, NULL);
     be->synchronize(be);
     o->t_vit = now() - t0;
+    // The paged cache with one sequence's worth of blocks, stepped by the scheduler.
+    const int BS = 16;
+    const int64_t ctx = n + new_tokens + 1;
     ivl_kv_cache kv;
-    ivl_kv_cache_init(be, &m->cfg.llm, &m->shard, 1, n + new_tokens + 1, &kv);
-    ivl_local_step lc = {m, &kv, tiles ? &emb : NULL};
+    ivl_kv_cache_init(be, &m->cfg.llm, &m->shard, (ctx + BS - 1) / BS, BS, &kv);
+    ivl_local_step lc = {m, &kv, NULL};
     ivl_step st = ivl_model_local_step(&lc);
+    ivl_sched_opts so = {.n_blocks = kv.n_blocks, .block_size = BS, .max_seqs = 1,
+                         .step_tokens = ctx, .rope_exact_len = ivl_llm_rope_exact_len(&m->cfg.llm)};
+    ivl_engine eng = {.sched = ivl_sched_new(&so), .step = st, .be = be,
+                      .step_embeds = &lc.image_embeds};
     const int64_t V = m->cfg.llm.vocab;
     if (!o->logits) o->logits = ivl_malloc((size_t)V * sizeof(float));
-    ivl_gen_prompt gp = {ids, n, tiles ? img : NULL};
+    ivl_gen_prompt gp = {ids, n, tiles ? img : NULL, NULL, tiles ? &emb : NULL};
     ivl_gen_params par = {.max_new_tokens = 1, .stop_id = -1, .sampling = ivl_sampling_default(),
                           .prefill_logits = o->logits};
     int len;
     t0 = now();
-    ivl_generate(&st, &gp, 1, &par, o->tokens, &len, NULL);   // prefill + first token
+    ivl_generate(&eng, &gp, 1, &par, o->tokens, &len, NULL);   // prefill + first token
     be->synchronize(be);
     o->t_prefill = now() - t0;
-    ivl_kv_cache_reset_slot(&kv, 0);   // again with decoding: total - prefill = decode steps
+    // Again with decoding (a fresh scheduler: no prefix kept): total - prefill = decode steps.
+    ivl_sched_free(eng.sched);
+    eng.sched = ivl_sched_new(&so);
     par.max_new_tokens = new_tokens;
     par.prefill_logits = NULL;
     rec_step rec = {st, NULL, new_tokens, 0};
@@ -230,7 +240,10 @@ static void run_loaded(ivl_model *m, int tiles, int text, int new_tokens, run_ou
         rst.run_argmax = NULL;   // every step through rec_run, which keeps the logits
     }
     t0 = now();
-    ivl_generate(&rst, &gp, 1, &par, o->tokens, &o->ntok, NULL);
+    eng.step = rst;
+    ivl_generate(&eng, &gp, 1, &par, o->tokens, &o->ntok, NULL);
+    ivl_sched_free(eng.sched);
+    ivl_engine_free(&eng);
     be->synchronize(be);
     o->t_decode = now() - t0 - o->t_prefill;
     if (keep_host && tiles) {

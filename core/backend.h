@@ -18,11 +18,16 @@
 typedef struct ivl_backend ivl_backend;
 
 // One sequence of a batched attention call (attention_batch): queries q[q_row0 .. q_row0+n-1]
-// attend to key/value rows kv_row0 .. kv_row0+len-1 (its KV-cache slot, the new rows already
-// written; or its own tile for the ViT); if causal, query t sits at position len - n + t.
-// n == 0 is skipped.
+// attend to its len keys (the new rows already written); if causal, query t sits at position
+// len - n + t. n == 0 is skipped. Where the keys are:
+// - blocks == NULL: key j is row kv_row0 + j of k and v (the ViT's tiles, contiguous tests);
+// - blocks != NULL (the paged KV cache, core/models/llm.h): key j is row
+//   blocks[j / block_size] * block_size + j % block_size (blocks is a host array of at least
+//   ceil(len / block_size) entries; kv_row0 is ignored).
 typedef struct ivl_attn_seq {
     int64_t q_row0, n, kv_row0, len;
+    const int32_t *blocks;
+    int block_size;
 } ivl_attn_seq;
 
 struct ivl_backend {
@@ -129,10 +134,12 @@ struct ivl_backend {
     //   attention(be, out[q_row0 : q_row0+n], q[q_row0 : q_row0+n],
     //             k[kv_row0 : kv_row0+len], v[kv_row0 : kv_row0+len],
     //             n_heads, n_kv_heads, head_dim, causal, q_pos0 = causal ? len - n : 0, scale)
-    // (row slices): causal for the LLM's steps (decode and prefill chunks of many sequences),
-    // bidirectional (causal = 0: every query sees its len keys) for the ViT's tiles. Needs
-    // len >= 1 and, if causal, n <= len for each sequence (n = 0 skipped), rows in range;
-    // out must not alias q, k or v. Query rows of different sequences should not overlap.
+    // (row slices; with a block table, k and v are the sequence's keys gathered through it):
+    // causal for the LLM's steps (decode and prefill chunks of many sequences, reading the
+    // paged KV cache), bidirectional (causal = 0: every query sees its len keys) for the ViT's
+    // tiles. Needs len >= 1 and, if causal, n <= len for each sequence (n = 0 skipped), rows
+    // in range; out must not alias q, k or v. Query rows of different sequences should not
+    // overlap.
     void (*attention_batch)(ivl_backend *be, ivl_tensor *out, const ivl_tensor *q,
                             const ivl_tensor *k, const ivl_tensor *v, int n_heads,
                             int n_kv_heads, int head_dim, int causal, const ivl_attn_seq *seqs,

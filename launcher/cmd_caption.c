@@ -48,9 +48,14 @@ static void usage(FILE *f) {
         "  --do-sample --temperature T --top-k K --top-p P --repetition-penalty R --seed S\n"
         "                         sampling (default greedy); each image's draw is seeded by\n"
         "                         seed and its key, so results do not depend on batching\n"
-        "  --max-seqs N           sequences decoding at once = KV cache slots (default 8)\n"
-        "  --kv-mem-mb M          cap the KV cache of a rank at M MiB (lowers --max-seqs)\n"
-        "  --batch-tokens N       most rows (prefill + decode) per step (default 8192)\n"
+        "  --max-seqs N           most sequences in flight at once (default 64)\n"
+        "  --kv-mem SIZE          KV cache of each rank, with a unit (512M, 20G): paged in\n"
+        "                         blocks, sequences take blocks as they grow (default: a share\n"
+        "                         of the memory left after the weights, at most max-seqs x the\n"
+        "                         longest prompt + max-new-tokens); --kv-mem-mb M = --kv-mem MM\n"
+        "  --kv-block N           positions per KV block (default 16)\n"
+        "  --no-prefix-cache      do not share the KV blocks of the common prompt prefix\n"
+        "  --batch-tokens N       most rows (prefill chunks + decode) per step (default 8192)\n"
         "  --threads N            image decode threads on rank 0 (default 4)\n"
         "  --queue N              decoded images held ahead of the model (default 2 x max-seqs)\n"
         "  --chunk N              images per output file for folders and lists (default 10000)\n"
@@ -134,13 +139,14 @@ int cmd_caption(int argc, char **argv) {
     o.max_tiles = -1;
     o.max_new_tokens = 128;
     o.sampling = ivl_sampling_default();
-    o.max_seqs = 8;
+    o.max_seqs = 64;
     o.batch_tokens = 8192;
     o.threads = 4;
     o.flush_s = 2;
     o.log_s = 30;
     o.max_member_bytes = (int64_t)256 << 20;
-    int64_t chunk = 10000, kv_mem_mb = 0;
+    int64_t chunk = 10000;
+    ivl_kv_opts kvo = {0};
     int allow_mixed = 0;
     o.step_timeout_s = 600;
     int keep_meta = 0;
@@ -155,6 +161,7 @@ int cmd_caption(int argc, char **argv) {
         {"temperature", 1, 0, O_TEMP}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
         {"repetition-penalty", 1, 0, O_REP}, {"seed", 1, 0, O_SEED}, {"do-sample", 0, 0, O_SAMPLE},
         {"max-seqs", 1, 0, O_SEQS}, {"kv-mem-mb", 1, 0, O_KVMEM}, {"batch-tokens", 1, 0, O_BT},
+        IVL_KV_OPTIONS,
         {"threads", 1, 0, O_THREADS}, {"queue", 1, 0, O_QUEUE}, {"chunk", 1, 0, O_CHUNK},
         {"flush-interval", 1, 0, O_FLUSH}, {"log-interval", 1, 0, O_LOG},
         {"progress", 1, 0, O_PROGRESS}, {"max-member-mb", 1, 0, O_MEMBER},
@@ -167,6 +174,7 @@ int cmd_caption(int argc, char **argv) {
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ivl_kv_option(c, optarg, &kvo)) continue;
         switch (c) {
         case 'm': model = optarg; break;
         case 'i':
@@ -185,7 +193,7 @@ int cmd_caption(int argc, char **argv) {
         case O_SEED: o.sampling.seed = strtoull(optarg, NULL, 10); break;
         case O_SAMPLE: o.sampling.do_sample = 1; break;
         case O_SEQS: o.max_seqs = ivl_parse_int("--max-seqs", optarg, 1, 4096); break;
-        case O_KVMEM: kv_mem_mb = (int64_t)ivl_parse_double("--kv-mem-mb", optarg, 1, 1 << 30); break;
+        case O_KVMEM: kvo.kv_mem = (int64_t)ivl_parse_double("--kv-mem-mb", optarg, 1, 1 << 30) << 20; break;
         case O_BT: o.batch_tokens = (int64_t)ivl_parse_double("--batch-tokens", optarg, 1, 1 << 30); break;
         case O_THREADS: o.threads = ivl_parse_int("--threads", optarg, 1, 1024); break;
         case O_QUEUE: o.queue = ivl_parse_int("--queue", optarg, 1, 1 << 20); break;
@@ -310,28 +318,28 @@ int cmd_caption(int argc, char **argv) {
     if (ivl_session_load(&ses, device, &popt) != 0) ivl_die(1, "%s: %s", model, ivl_last_error());
     ivl_backend *be = ses.be;
     ivl_model *m = ses.model;
-    ivl_caption_engine e = {.cfg = NULL, .be = be, .tok = tok, .tmpl = tmpl, .stop_id = sp.stop,
-                            .img_context = sp.img_context, .max_ctx = max_ctx};
-    // The KV cache room bounds the batch: slots x the longest prompt + max_new_tokens.
-    const int64_t kv_tok = ivl_kv_bytes_per_token(&m->cfg.llm, &m->shard, be->dtype);
-    if (kv_mem_mb > 0) {
-        int64_t fit = (kv_mem_mb << 20) / (kv_tok * max_ctx);
-        if (fit < 1) ivl_die(1, "--kv-mem-mb %lld holds no sequence of %lld tokens (%lld bytes each)",
-                             (long long)kv_mem_mb, (long long)max_ctx, (long long)(kv_tok * max_ctx));
-        if (fit < o.max_seqs) o.max_seqs = (int)fit;
+    // The paged KV cache: --kv-mem, or a share of the memory left, at most what max_seqs
+    // sequences of the longest prompt would use; it must hold one such sequence.
+    kvo.max_seqs = o.max_seqs;
+    kvo.step_tokens = o.batch_tokens;
+    kvo.min_positions = max_ctx;
+    kvo.want_positions = (int64_t)o.max_seqs * max_ctx;
+    if (ivl_session_kv_init(&ses, &kvo) != 0) ivl_die(1, "%s", ivl_last_error());
+    if (rank == 0) {
+        char d[160];
+        ivl_session_kv_describe(&ses, d, sizeof d);
+        LOG_INFO("%s; one image needs at most %lld (%d tiles); step budget %lld rows, at most "
+                 "%d sequences", d, (long long)max_ctx, o.max_tiles, (long long)o.batch_tokens,
+                 o.max_seqs);
     }
-    if (rank == 0)
-        LOG_INFO("KV cache: %d slots x %lld tokens, %.1f MiB per rank; step budget %lld rows",
-                 o.max_seqs, (long long)max_ctx, (double)kv_tok * max_ctx * o.max_seqs / (1 << 20),
-                 (long long)o.batch_tokens);
-    ivl_session_kv_init(&ses, o.max_seqs, max_ctx);
-    e.step = ivl_session_step(&ses);
-    e.step_embeds = ivl_session_step_embeds(&ses);
-    e.kv = ivl_session_kv(&ses);
+    ivl_caption_engine e = {.cfg = &m->cfg, .eng = ivl_session_engine(&ses), .be = be,
+                            .tok = tok, .tmpl = tmpl, .stop_id = sp.stop,
+                            .img_context = sp.img_context,
+                            .kv_positions = ses.dist.kv.n_blocks * ses.dist.kv.block_size,
+                            .kv_block = ses.dist.kv.block_size};
     e.encode = encode_share;
     e.tile_share = tile_share;
     e.encode_ctx = &ses;
-    e.cfg = &m->cfg;
 
     ivl_caption_summary sum;
     int rc = ivl_caption_run(&e, rank == 0 ? &in : NULL, &o, &sum);

@@ -5,9 +5,11 @@
 //
 // The images go through the reference preprocessing (core/image), the prompt through the
 // model's chat template (core/text/chat.h: the image block in the first user message),
-// generation stops at the template separator. Multi-turn: each new turn re-runs the whole
-// conversation (prompt + history) through prefill. Under mpirun every rank runs the same
-// loop; rank 0 reads stdin and broadcasts each line, and only rank 0 prints.
+// generation stops at the template separator. Multi-turn: each turn's prompt is the whole
+// conversation (prompt + history), but the scheduler's prefix cache (parallel/scheduler.h)
+// holds the earlier turns' KV blocks, images included, so only the new message is
+// prefilled (--verbose reports it). Under mpirun every rank runs the same loop; rank 0 reads
+// stdin and broadcasts each line, and only rank 0 prints.
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -46,7 +48,8 @@ static void usage(FILE *f) {
             "  --dump OUT.h5        write pixel_values, input_ids, vision_embeds, prefill_logits,\n"
             "                       generated_ids of the first turn (docs/forward-io.md)\n"
             "  --device D           cpu (default), cuda or auto\n"
-            IVL_LAYOUT_USAGE);
+            "  --verbose            report each turn's prompt positions reused from the KV cache\n"
+            IVL_KV_USAGE IVL_LAYOUT_USAGE);
 }
 
 typedef struct {
@@ -133,20 +136,23 @@ int cmd_chat(int argc, char **argv) {
     int exif_transpose = 0;
     ivl_sampling samp = ivl_sampling_default();
     ivl_parallel_opts popt = ivl_parallel_opts_default();
+    ivl_kv_opts kvo = {0};
+    int verbose = 0;
     static struct option opts[] = {
         {"model", 1, 0, 'm'},          {"image", 1, 0, 'i'},       {"system", 1, 0, 's'},
         {"max-new-tokens", 1, 0, 'n'}, {"max-tiles", 1, 0, 'T'},   {"do-sample", 0, 0, 'S'},
         {"temperature", 1, 0, 't'},    {"top-k", 1, 0, 'k'},       {"top-p", 1, 0, 'p'},
         {"seed", 1, 0, 'r'},           {"repetition-penalty", 1, 0, 'R'},
         {"dump", 1, 0, 'o'},           {"device", 1, 0, 'd'},      {"max-pixels", 1, 0, 'X'},
-        {"exif-transpose", 0, 0, 'E'},
-        IVL_LAYOUT_OPTIONS,
+        {"exif-transpose", 0, 0, 'E'}, {"verbose", 0, 0, 'v'},
+        IVL_LAYOUT_OPTIONS, IVL_KV_OPTIONS,
         {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ivl_layout_option(c, optarg, &popt)) continue;
+        if (ivl_layout_option(c, optarg, &popt) || ivl_kv_option(c, optarg, &kvo)) continue;
         switch (c) {
+        case 'v': verbose = 1; break;
         case 'm': model = optarg; break;
         case 'i':
             if (n_images == MAX_IMAGES) ivl_die(2, "at most %d --image options", MAX_IMAGES);
@@ -239,17 +245,38 @@ int cmd_chat(int argc, char **argv) {
         int64_t *img_row = ivl_malloc((size_t)ids.n * sizeof *img_row);
         int32_t ctx_id = ivl_chat_image_context_id(s.tok);
         for (int i = 0, r = 0; i < ids.n; i++) img_row[i] = ids.ids[i] == ctx_id ? r++ : -1;
-        ivl_session_kv_init(&s, 1, ids.n + max_new);
-        ivl_step step = ivl_session_step(&s);
-        ivl_gen_prompt gp = {ids.ids, ids.n, total_tiles ? img_row : NULL};
+        if (turn == 0) {
+            // One cache for the conversation: its earlier turns stay there for the next.
+            kvo.min_positions = ids.n + max_new;
+            kvo.want_positions = cfg->llm.max_position;
+            if (kvo.want_positions < 2 * kvo.min_positions) kvo.want_positions = 2 * kvo.min_positions;
+            if (ivl_session_kv_init(&s, &kvo) != 0) ivl_die(1, "%s", ivl_last_error());
+            if (verbose && s.rank == 0) {
+                char d[160];
+                ivl_session_kv_describe(&s, d, sizeof d);
+                LOG_INFO("%s", d);
+            }
+        }
+        uint64_t *keys = NULL;
+        if (total_tiles) {
+            keys = ivl_malloc((size_t)ids.n * sizeof *keys);
+            ivl_image_row_keys(pixels.data, tile_elems, tiles, n_images,
+                               cfg->proj.tokens_per_tile, img_row, ids.n, keys);
+        }
+        ivl_gen_prompt gp = {ids.ids, ids.n, total_tiles ? img_row : NULL, keys, &s.embeds};
         // The prefill logits are kept only for the dump (else greedy picks stay on the device).
         const int dumping = turn == 0 && dump_path && s.rank == 0;
+        int64_t reused = 0;
         ivl_gen_params par = {.max_new_tokens = max_new, .stop_id = stop, .sampling = samp,
                               .on_token = on_token, .cb_ctx = &sc,
-                              .prefill_logits = dumping ? logits : NULL};
+                              .prefill_logits = dumping ? logits : NULL, .reused_tokens = &reused};
         int ngen = 0;
         ivl_token_stream_reset(sc.stream);
-        ivl_generate(&step, &gp, 1, &par, gen, &ngen, NULL);
+        ivl_generate(ivl_session_engine(&s), &gp, 1, &par, gen, &ngen, NULL);
+        free(keys);
+        if (verbose && s.rank == 0)
+            LOG_INFO("turn %d: %d prompt positions, %lld reused from the KV cache, %lld prefilled",
+                     turn + 1, ids.n, (long long)reused, (long long)(ids.n - reused));
         if (s.rank == 0) {
             size_t n;
             const char *tail = ivl_token_stream_finish(sc.stream, &n);

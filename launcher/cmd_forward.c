@@ -22,7 +22,7 @@ static void usage(FILE *f) {
             "  --max-new-tokens N   greedy tokens to generate (default 32)\n"
             "  --dump-layers        also write every named intermediate (one rank only)\n"
             "  --device D           cpu (default), cuda or auto\n"
-            IVL_LAYOUT_USAGE
+            IVL_KV_USAGE IVL_LAYOUT_USAGE
             "IN.h5: input_ids int64 [S] or [B,S], optional attention_mask [B,S] (left padding),\n"
             "optional pixel_values float32 [tiles,3,448,448]. See docs/forward-io.md.\n");
 }
@@ -47,15 +47,16 @@ int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *dump_path = NULL, *device = "cpu";
     int max_new = 32, dump_layers = 0;
     ivl_parallel_opts popt = ivl_parallel_opts_default();
+    ivl_kv_opts kvo = {0};
     static struct option opts[] = {{"model", 1, 0, 'm'},       {"inputs", 1, 0, 'i'},
                                    {"dump", 1, 0, 'o'},        {"max-new-tokens", 1, 0, 'n'},
                                    {"dump-layers", 0, 0, 'L'}, {"device", 1, 0, 'd'},
-                                   IVL_LAYOUT_OPTIONS,         {"help", 0, 0, 'h'},
+                                   IVL_LAYOUT_OPTIONS, IVL_KV_OPTIONS, {"help", 0, 0, 'h'},
                                    {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ivl_layout_option(c, optarg, &popt)) continue;
+        if (ivl_layout_option(c, optarg, &popt) || ivl_kv_option(c, optarg, &kvo)) continue;
         switch (c) {
         case 'm': model = optarg; break;
         case 'i': inputs = optarg; break;
@@ -106,8 +107,19 @@ int cmd_forward(int argc, char **argv) {
     ivl_session_encode_images(&s, in.pixels.data ? &in.pixels : NULL, dump_layers ? &dump : NULL);
     if (s.embeds.data && !dump_layers) dump_fn(&dctx, "vision_embeds", s.be, &s.embeds);
     const int B = in.batch;
-    ivl_session_kv_init(&s, B, in.max_len + max_new);
-    ivl_step step = ivl_session_step(&s);
+    // The whole batch's prefill in the first step (the dumps and prefill_logits cover every
+    // prompt), every prompt computed in full (no prefix sharing: a reference check).
+    int64_t total = 0;
+    for (int b = 0; b < B; b++) {
+        total += in.prompts[b].n + max_new;
+        in.prompts[b].embeds = &s.embeds;
+    }
+    kvo.max_seqs = B;
+    kvo.step_tokens = total;
+    kvo.min_positions = in.max_len + max_new;
+    kvo.want_positions = total;
+    kvo.no_prefix_reuse = 1;
+    if (ivl_session_kv_init(&s, &kvo) != 0) ivl_die(1, "%s", ivl_last_error());
 
     const int64_t V = cfg->llm.vocab;
     const int ncols = max_new > 0 ? max_new : 1;
@@ -116,7 +128,8 @@ int cmd_forward(int argc, char **argv) {
     float *logits = ivl_malloc((size_t)B * V * sizeof *logits);
     ivl_gen_params gp = {.max_new_tokens = max_new, .stop_id = sp.stop,
                          .sampling = ivl_sampling_default(), .prefill_logits = logits};
-    ivl_generate(&step, in.prompts, B, &gp, gen, gen_len, dump_layers ? &dump : NULL);
+    ivl_generate(ivl_session_engine(&s), in.prompts, B, &gp, gen, gen_len,
+                 dump_layers ? &dump : NULL);
 
     if (s.rank == 0) {
         ivl_tensor lt = {IVL_F32, 2, {B, V}, logits, IVL_HOST};

@@ -49,7 +49,7 @@ static void usage(FILE *f) {
             "  --read-timeout S         close a connection idle this long (default 30)\n"
             "  --grace S                on SIGTERM: seconds to finish running requests (default 30)\n"
             "  --device D               cpu (default), cuda or auto\n"
-            IVL_LAYOUT_USAGE);
+            IVL_KV_USAGE IVL_LAYOUT_USAGE);
 }
 
 static void drain(void *ctx) { ivl_serve_http_quiesce(ctx); }
@@ -66,6 +66,7 @@ int cmd_serve(int argc, char **argv) {
     int max_queue = 64;
     double grace = 30;
     ivl_parallel_opts popt = ivl_parallel_opts_default();
+    ivl_kv_opts kvo = {0};
     static struct option opts[] = {
         {"model", 1, 0, 'm'},        {"host", 1, 0, 'H'},          {"port", 1, 0, 'P'},
         {"port-file", 1, 0, 'F'},    {"served-model-name", 1, 0, 'N'},
@@ -74,12 +75,12 @@ int cmd_serve(int argc, char **argv) {
         {"max-pixels", 1, 0, 'X'},   {"max-images", 1, 0, 'I'},    {"max-total-tiles", 1, 0, 'T'},
         {"default-max-tokens", 1, 0, 'n'}, {"request-timeout", 1, 0, 't'},
         {"read-timeout", 1, 0, 'r'}, {"grace", 1, 0, 'g'},         {"device", 1, 0, 'd'},
-        IVL_LAYOUT_OPTIONS,
+        IVL_LAYOUT_OPTIONS, IVL_KV_OPTIONS,
         {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ivl_layout_option(c, optarg, &popt)) continue;
+        if (ivl_layout_option(c, optarg, &popt) || ivl_kv_option(c, optarg, &kvo)) continue;
         switch (c) {
         case 'm': model = optarg; break;
         case 'H': ho.host = optarg; break;
@@ -143,6 +144,13 @@ int cmd_serve(int argc, char **argv) {
     sm.tok = s.tok;
     sm.tp = tp;
     sm.stop_id = stop;
+    // One paged KV cache for the server's life (default: room for two full contexts, so one
+    // conversation stays cached while another runs). A request never needs more than the
+    // context, and prepare refuses one that would not fit the cache.
+    kvo.min_positions = 256;
+    kvo.want_positions = 2LL * cfg->llm.max_position;
+    if (ivl_session_kv_init(&s, &kvo) != 0) ivl_die(1, "%s", ivl_last_error());
+    sm.context = s.dist.kv.n_blocks * s.dist.kv.block_size;
 
     ivl_serve_queue queue;
     ivl_serve_metrics metrics;
@@ -178,7 +186,7 @@ int cmd_serve(int argc, char **argv) {
     }
     ivl_serve_engine eng = {.s = &s, .stop_id = stop, .queue = &queue, .metrics = &metrics,
                             .shutdown = &g_shutdown, .grace_s = grace, .on_drain = drain,
-                            .drain_ctx = http};
+                            .drain_ctx = http, .kvo = kvo};
     ivl_serve_engine_run(&eng);
     ivl_serve_http_stop(http);   // every job is finished: the connection threads end
     ivl_serve_queue_free(&queue);

@@ -142,3 +142,34 @@ int ivl_layout_option(int c, const char *arg, ivl_parallel_opts *o) {
     }
     return 0;
 }
+
+int64_t ivl_parse_size(const char *option, const char *text) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    double mul = 1;
+    if (end != text && *end) {
+        switch (*end) {
+        case 'k': case 'K': mul = 1024.0; break;
+        case 'm': case 'M': mul = 1024.0 * 1024; break;
+        case 'g': case 'G': mul = 1024.0 * 1024 * 1024; break;
+        case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; break;
+        default: mul = 0;
+        }
+        end++;
+        if (*end == 'i' || *end == 'I') end++;
+        if (*end == 'b' || *end == 'B') end++;
+    }
+    if (errno || end == text || *end || mul == 0 || !(v > 0) || v * mul > 9e18)
+        ivl_die(2, "%s '%s': expected a size with a unit, such as 512M or 20G", option, text);
+    return (int64_t)(v * mul);
+}
+
+int ivl_kv_option(int c, const char *arg, ivl_kv_opts *o) {
+    switch (c) {
+    case 1021: o->kv_mem = ivl_parse_size("--kv-mem", arg); return 1;
+    case 1022: o->block_size = ivl_parse_int("--kv-block", arg, 1, 4096); return 1;
+    case 1023: o->no_prefix_reuse = 1; return 1;
+    }
+    return 0;
+}

@@ -7,6 +7,8 @@
 
 #include "core/models/config.h"
 #include "core/models/generate.h"
+#include "parallel/generate.h"
+#include "parallel/session.h"
 #include "core/text/tokenizer.h"
 #include "parallel/dist.h"
 
@@ -64,5 +66,21 @@ double ivl_parse_double(const char *option, const char *text, double lo, double 
 ivl_parallel_opts ivl_parallel_opts_default(void);
 // 1 if c was a layout option (and stored it), 0 otherwise.
 int ivl_layout_option(int c, const char *arg, ivl_parallel_opts *o);
+
+// A size with a unit: 512M, 20G, 1.5G, 64K, or plain bytes. Ends the job with a message
+// naming the option otherwise.
+int64_t ivl_parse_size(const char *option, const char *text);
+
+// The paged KV cache's options (--kv-mem --kv-block --no-prefix-cache), as the layout's.
+#define IVL_KV_OPTIONS \
+    {"kv-mem", 1, 0, 1021}, {"kv-block", 1, 0, 1022}, { "no-prefix-cache", 0, 0, 1023 }
+#define IVL_KV_USAGE                                                                        \
+    "  --kv-mem SIZE        KV cache of each rank, with a unit (512M, 20G); default: a share\n" \
+    "                       of the memory left after the weights (GPU 80%% of the free memory,\n" \
+    "                       CPU half of the rank's share of the available RAM)\n"             \
+    "  --kv-block N         positions per KV block (default 16)\n"                          \
+    "  --no-prefix-cache    never share KV blocks of identical prefixes between requests\n"
+// 1 if c was a KV option (and stored it), 0 otherwise.
+int ivl_kv_option(int c, const char *arg, ivl_kv_opts *o);
 
 #endif

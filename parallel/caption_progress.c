@@ -47,15 +47,19 @@ void ivl_cap_progress_update(ivl_cap_progress *p, int force) {
             for (int i = 0; i < w; i++) barbuf[i] = i < k ? '#' : '.';
             barbuf[w] = 0;
         }
-        fprintf(stderr, "\r[%s] %lld done %lld failed %lld skipped | %.2f img/s %.1f tok/s | ETA %s   ",
-                barbuf, (long long)p->done, (long long)p->failed, (long long)p->skipped, ips, tps, etas);
+        fprintf(stderr, "\r[%s] %lld done %lld failed %lld skipped | %.2f img/s %.1f tok/s | "
+                "batch %d, KV %.0f%% | ETA %s   ",
+                barbuf, (long long)p->done, (long long)p->failed, (long long)p->skipped, ips, tps,
+                p->in_flight, p->kv_total ? 100.0 * p->kv_used / p->kv_total : 0.0, etas);
         fflush(stderr);
         p->drawn = 1;
     } else {
         char tot[48] = "";
         if (p->total >= 0) snprintf(tot, sizeof tot, " (of ~%lld)", (long long)p->total);
-        LOG_INFO("progress: %lld done, %lld failed, %lld skipped%s | %.2f images/s, %.1f tokens/s | ETA %s",
-                 (long long)p->done, (long long)p->failed, (long long)p->skipped, tot, ips, tps, etas);
+        LOG_INFO("progress: %lld done, %lld failed, %lld skipped%s | %.2f images/s, %.1f tokens/s | "
+                 "in flight: %d sequences, KV %lld/%lld blocks | ETA %s",
+                 (long long)p->done, (long long)p->failed, (long long)p->skipped, tot, ips, tps,
+                 p->in_flight, (long long)p->kv_used, (long long)p->kv_total, etas);
     }
 }
 
@@ -82,4 +86,9 @@ void ivl_cap_progress_finish(ivl_cap_progress *p, int64_t units_done, int64_t un
              (long long)units, units_failed ? ", some inputs unreadable" : "",
              stopped ? ", stopped early (run again to continue)" : "", el,
              el > 0 ? (p->done + p->failed) / el : 0.0, el > 0 ? p->tokens / el : 0.0);
+    LOG_INFO("batch: peak in flight: %d sequences; KV cache: peak %lld of %lld blocks (%.0f%%), "
+             "%lld prompt positions reused from the prefix cache, %lld preemptions",
+             p->peak_in_flight, (long long)p->kv_peak, (long long)p->kv_total,
+             p->kv_total ? 100.0 * p->kv_peak / p->kv_total : 0.0, (long long)p->reused_tokens,
+             (long long)p->preemptions);
 }

@@ -15,6 +15,10 @@ typedef struct {
     int64_t retried;          // images not written, retried by the next run (caption_retry.h)
     int64_t dups, dups_across;   // duplicate keys: within one output / also in another output
     int drawn;
+    // The decode batch and the KV cache (set by the loop each step): sequences in flight now
+    // and at most so far, KV blocks in use now / at most / in all, prefix-cache hits.
+    int in_flight, peak_in_flight;
+    int64_t kv_used, kv_peak, kv_total, reused_tokens, preemptions;
 } ivl_cap_progress;
 
 double ivl_cap_now(void);

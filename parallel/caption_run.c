@@ -42,18 +42,13 @@ int64_t ivl_caption_max_ctx(const ivl_tokenizer *tok, const ivl_chat_template *t
 
 // ---- rank 0's state ----
 
+// One image being captioned (rank 0).
 typedef struct {
-    int active, is_new;
     int unit;
-    int ref;                   // new sequences: index of its ImageRef in this step's plan
     char *key, *source;
     char *meta;                // --keep-meta: the "meta" object's JSON text
     int tiles, width, height;
-    int32_t *prompt;
     int64_t prompt_len;
-    int32_t *gen;
-    int ngen;
-    uint64_t rng;
     double decode_ms, preprocess_ms, vision_ms, llm_ms;
 } seq_state;
 
@@ -71,7 +66,6 @@ typedef struct {
     line_buf *pending;           // per unit
     ivl_cap_feed *feed;
     int feed_ended;
-    seq_state *seqs;
     ivl_cap_progress prog;
     ivl_caption_summary *sum;
     double last_flush;
@@ -150,8 +144,16 @@ static void retry_later(leader *L, int unit, const char *key, const char *msg) {
     maybe_complete(L, unit);
 }
 
-static void finish_seq(leader *L, seq_state *s) {
-    char *text = ivl_tokenizer_decode(L->e->tok, s->gen, s->ngen, 1, NULL);
+static void seq_free(seq_state *s) {
+    if (!s) return;
+    free(s->key);
+    free(s->source);
+    free(s->meta);
+    free(s);
+}
+
+static void finish_seq(leader *L, seq_state *s, const ivl_sched_done *d) {
+    char *text = ivl_tokenizer_decode(L->e->tok, d->tokens, d->ntok, 1, NULL);
     char *cap = ivl_chat_response(L->e->tmpl, text ? text : "");
     cJSON *j = result_head(L, s->key, s->source, s->meta);
     add_text(j, "caption", cap ? cap : "", NULL);   // U+FFFD already (detok), to be sure
@@ -159,8 +161,8 @@ static void finish_seq(leader *L, seq_state *s) {
     cJSON_AddNumberToObject(j, "width", s->width);
     cJSON_AddNumberToObject(j, "height", s->height);
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)s->prompt_len);
-    cJSON_AddNumberToObject(j, "generated_tokens", s->ngen);
-    cJSON_AddStringToObject(j, "finish", s->ngen > 0 && s->gen[s->ngen - 1] == L->e->stop_id ? "stop" : "length");
+    cJSON_AddNumberToObject(j, "generated_tokens", d->ntok);
+    cJSON_AddStringToObject(j, "finish", d->status == IVL_SCHED_STOP ? "stop" : "length");
     cJSON *t = cJSON_AddObjectToObject(j, "timings");
     cJSON_AddNumberToObject(t, "decode_ms", round(s->decode_ms * 1e3) / 1e3);
     cJSON_AddNumberToObject(t, "preprocess_ms", round(s->preprocess_ms * 1e3) / 1e3);
@@ -170,16 +172,10 @@ static void finish_seq(leader *L, seq_state *s) {
     free(text);
     free(cap);
     L->sum->done++;
-    L->sum->gen_tokens += s->ngen;
+    L->sum->gen_tokens += d->ntok;
     L->sum->prompt_tokens += s->prompt_len;
     L->prog.done++;
-    L->prog.tokens += s->ngen;
-    free(s->key);
-    free(s->source);
-    free(s->meta);
-    free(s->prompt);
-    free(s->gen);
-    memset(s, 0, sizeof *s);
+    L->prog.tokens += d->ntok;
 }
 
 static void maybe_complete(leader *L, int u) {
@@ -300,7 +296,65 @@ static int handle_event(leader *L, ivl_cap_event *ev) {
     return L->feed_ended;
 }
 
-// ---- the plan (rank 0) ----
+// ---- requests (every rank) ----
+
+// The image embeddings of one tick's new images, shared by their requests until the last
+// of them ends (a preempted request recomputes its prompt from them).
+typedef struct {
+    ivl_tensor t;
+    int refs;
+} emb_batch;
+
+typedef struct run_state run_state;
+
+// One request's context in the scheduler, on every rank.
+typedef struct {
+    run_state *rs;
+    emb_batch *batch;
+    ivl_tensor view;           // its rows of batch->t (empty on ranks without embeddings)
+    seq_state *seq;            // rank 0
+} cap_req;
+
+struct run_state {
+    leader *L;                 // rank 0, else NULL
+    ivl_backend *be;
+};
+
+static void batch_unref(run_state *rs, emb_batch *b) {
+    if (!b || --b->refs > 0) return;
+    if (b->t.data) rs->be->free(rs->be, &b->t);
+    free(b);
+}
+
+static void on_done(void *ctx, uint64_t id, const ivl_sched_done *d) {
+    cap_req *cr = ctx;
+    run_state *rs = cr->rs;
+    (void)id;
+    if (rs->L && cr->seq) {
+        if (d->status == IVL_SCHED_STOP || d->status == IVL_SCHED_LENGTH) {
+            finish_seq(rs->L, cr->seq, d);
+        } else if (d->status == IVL_SCHED_ERROR) {
+            ivl_cap_item it = {.key = cr->seq->key, .source = cr->seq->source, .meta = cr->seq->meta};
+            error_result(rs->L, cr->seq->unit, &it, d->error ? d->error : "generation failed");
+        }
+        // Cancelled (a second signal, a job error): no line; the next run redoes the key.
+        seq_free(cr->seq);
+    }
+    batch_unref(rs, cr->batch);
+    free(cr);
+}
+
+// Timings: each sequence's share of the step's time, by its rows (rank 0).
+static void on_step(void *ctx, const ivl_sched_step *st, double seconds) {
+    run_state *rs = ctx;
+    if (!rs->L || st->rows == 0) return;
+    for (int i = 0; i < st->nseq; i++) {
+        cap_req *cr = st->ctx[i];
+        if (cr->seq) cr->seq->llm_ms += seconds * 1e3 * (double)st->seqs[i].n / (double)st->rows;
+    }
+}
+
+// ---- the plan (rank 0): which images start this tick ----
 
 typedef struct {
     Ivl__BatchPlan plan;
@@ -309,18 +363,30 @@ typedef struct {
     Ivl__Sequence *sq;
     Ivl__Sequence **sq_ptrs;
     uint32_t *img_idx;
-    int32_t *tok1;              // the one decode token of each running sequence
+    seq_state **seqs;           // the new images' states, in plan order
+    int32_t **prompts;          // their prompt ids (owned until the plan is sent)
+    int n, cap;
     float *pixels;              // [total_tiles, 3, S, S]
     int64_t pix_cap;            // floats
+    int64_t tiles;
 } plan_build;
 
-static int admit(leader *L, plan_build *pb, int *nref, int slot, ivl_cap_event *ev,
-                 ivl_token_list *ids, int64_t tile0) {
+static void pb_reserve(plan_build *pb) {
+    if (pb->n < pb->cap) return;
+    pb->cap = pb->cap ? 2 * pb->cap : 16;
+    pb->refs = ivl_realloc(pb->refs, (size_t)pb->cap * sizeof *pb->refs);
+    pb->ref_ptrs = ivl_realloc(pb->ref_ptrs, (size_t)pb->cap * sizeof *pb->ref_ptrs);
+    pb->sq = ivl_realloc(pb->sq, (size_t)pb->cap * sizeof *pb->sq);
+    pb->sq_ptrs = ivl_realloc(pb->sq_ptrs, (size_t)pb->cap * sizeof *pb->sq_ptrs);
+    pb->img_idx = ivl_realloc(pb->img_idx, (size_t)pb->cap * sizeof *pb->img_idx);
+    pb->seqs = ivl_realloc(pb->seqs, (size_t)pb->cap * sizeof *pb->seqs);
+    pb->prompts = ivl_realloc(pb->prompts, (size_t)pb->cap * sizeof *pb->prompts);
+}
+
+static void admit(leader *L, plan_build *pb, ivl_cap_event *ev, ivl_token_list *ids) {
     const int64_t per_tile = (int64_t)3 * L->e->cfg->vit.image_size * L->e->cfg->vit.image_size;
-    seq_state *s = &L->seqs[slot];
-    memset(s, 0, sizeof *s);
-    s->active = 1;
-    s->is_new = 1;
+    pb_reserve(pb);
+    seq_state *s = ivl_calloc(1, sizeof *s);
     s->unit = ev->unit;
     s->key = ev->item.key;
     s->source = ev->item.source;
@@ -329,47 +395,53 @@ static int admit(leader *L, plan_build *pb, int *nref, int slot, ivl_cap_event *
     s->tiles = ev->img.grid.ntiles;
     s->width = ev->img.width;
     s->height = ev->img.height;
-    s->prompt = ids->ids;
     s->prompt_len = ids->n;
-    ids->ids = NULL;
-    ids->n = ids->cap = 0;
-    s->gen = ivl_malloc((size_t)(L->o->max_new_tokens > 0 ? L->o->max_new_tokens : 1) * sizeof *s->gen);
-    s->rng = (L->o->sampling.seed ? L->o->sampling.seed : 0x1234abcdull) ^ ivl_keyset_hash(s->key);
     s->decode_ms = ev->img.decode_s * 1e3;
     s->preprocess_ms = ev->img.preprocess_s * 1e3;
-    // Its tiles go after the step's other new tiles.
+    // Its tiles go after the tick's other new tiles.
+    const int64_t tile0 = pb->tiles;
     int64_t need = (tile0 + s->tiles) * per_tile;
     if (need > pb->pix_cap) {
         pb->pix_cap = need * 2;
         pb->pixels = ivl_realloc(pb->pixels, (size_t)pb->pix_cap * sizeof(float));
     }
     memcpy(pb->pixels + tile0 * per_tile, ev->img.pixels, (size_t)(s->tiles * per_tile) * sizeof(float));
-    s->ref = *nref;
-    Ivl__ImageRef *r = &pb->refs[*nref];
+    const int k = pb->n++;
+    Ivl__ImageRef *r = &pb->refs[k];
     ivl__image_ref__init(r);
     r->key = s->key;
     r->tiles = (uint32_t)s->tiles;
     r->width = (uint32_t)s->width;
     r->height = (uint32_t)s->height;
     r->first_tile = (uint32_t)tile0;
-    (*nref)++;
-    return s->tiles;
+    pb->seqs[k] = s;
+    pb->prompts[k] = ids->ids;
+    Ivl__Sequence *q = &pb->sq[k];
+    ivl__sequence__init(q);
+    q->id = (uint64_t)k;
+    q->key = s->key;
+    q->prompt_ids = ids->ids;
+    q->n_prompt_ids = (size_t)ids->n;
+    pb->img_idx[k] = (uint32_t)k;
+    q->n_images = 1;   // q->images is set when the plan is complete (img_idx may move)
+    ids->ids = NULL;
+    ids->n = ids->cap = 0;
+    pb->tiles += s->tiles;
 }
 
-// Pops events and admits images into free slots while the step's rows fit the budget.
-// Returns the number of new tiles.
-static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, int nactive, int stop) {
-    int64_t tiles = 0;
+// Pops decoded images and starts them while the scheduler has a sequence slot and KV blocks
+// for their prompts (beyond one block of headroom per running sequence), and their prompts
+// fit one step's rows. Preempted requests waiting in the scheduler go first.
+static void plan_admit(leader *L, plan_build *pb, ivl_sched *sched, int stop) {
     ivl_token_list ids = {0};
-    int nnew = 0;
+    const int bs = L->e->kv_block;
+    int64_t rows = 0, blocks = 0;
     for (;;) {
         if (stop || L->fatal || L->feed_ended) break;
-        int slot = -1;
-        for (int i = 0; i < L->o->max_seqs && slot < 0; i++)
-            if (!L->seqs[i].active) slot = i;
-        if (slot < 0) break;
+        const int running = ivl_sched_running(sched), waiting = ivl_sched_waiting(sched);
+        if (waiting > 0 || running + pb->n >= L->o->max_seqs) break;
         ivl_cap_event ev;
-        int busy = nactive + nnew > 0;
+        const int busy = running + pb->n > 0;
         if (!ivl_cap_feed_pop(L->feed, &ev, busy ? 0 : 200)) {
             if (busy) break;
             if (L->o->stop_level && *L->o->stop_level) break;   // waiting: let the signal through
@@ -391,56 +463,92 @@ static int64_t plan_admit(leader *L, plan_build *pb, int *nref, int64_t rows, in
             continue;
         }
         ids.n = 0;
-        if (encode_prompt(L->e, L->o, ev.img.grid.ntiles, &ids) != 0 ||
-            ids.n + L->o->max_new_tokens > L->e->max_ctx) {
+        if (encode_prompt(L->e, L->o, ev.img.grid.ntiles, &ids) != 0) {
             char msg[600];
-            snprintf(msg, sizeof msg, "cannot build the prompt: %s",
-                     ids.n ? "longer than the KV cache slot" : ivl_last_error());
+            snprintf(msg, sizeof msg, "cannot build the prompt: %s", ivl_last_error());
             error_result(L, ev.unit, &ev.item, msg);
             ivl_cap_event_free(&ev);
             continue;
         }
-        if (rows + ids.n > L->o->batch_tokens && rows > 0) {
-            ivl_cap_feed_unpop(L->feed, &ev);   // next step
+        if (ids.n + L->o->max_new_tokens > L->e->kv_positions) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "the image's prompt (%d tokens, %d tiles) + %d new tokens "
+                     "needs %lld KV positions, the KV cache holds %lld: raise --kv-mem or lower "
+                     "--max-tiles", ids.n, ev.img.grid.ntiles, L->o->max_new_tokens,
+                     (long long)(ids.n + L->o->max_new_tokens), (long long)L->e->kv_positions);
+            error_result(L, ev.unit, &ev.item, msg);
+            ivl_cap_event_free(&ev);
+            continue;
+        }
+        const int64_t nb = (ids.n + bs - 1) / bs;
+        if (busy && (ivl_sched_blocks_short(sched, (blocks + nb + running) * bs) > 0 ||
+                     rows + ids.n > L->o->batch_tokens)) {
+            ivl_cap_feed_unpop(L->feed, &ev);   // a later tick
             break;
         }
         rows += ids.n;
-        tiles += admit(L, pb, nref, slot, &ev, &ids, tiles);
-        nnew++;
+        blocks += nb;
+        admit(L, pb, &ev, &ids);
         ivl_cap_event_free(&ev);
     }
     ivl_token_list_free(&ids);
-    return tiles;
+}
+
+// Every rank: the plan's new requests into the scheduler, with their image rows.
+static void submit_plan(const ivl_caption_engine *e, const ivl_caption_opts *o, run_state *rs,
+                        const Ivl__BatchPlan *p, ivl_tensor *embeds, seq_state **seqs) {
+    if (p->n_sequences == 0) return;
+    const int64_t per = e->cfg->proj.tokens_per_tile;
+    emb_batch *b = ivl_calloc(1, sizeof *b);
+    b->t = *embeds;   // the batch owns the tick's embeddings now
+    memset(embeds, 0, sizeof *embeds);
+    b->refs = (int)p->n_sequences;
+    int64_t *img = NULL;
+    size_t img_cap = 0;
+    for (size_t i = 0; i < p->n_sequences; i++) {
+        const Ivl__Sequence *q = p->sequences[i];
+        const Ivl__ImageRef *ref = p->images[q->images[0]];
+        cap_req *cr = ivl_calloc(1, sizeof *cr);
+        cr->rs = rs;
+        cr->batch = b;
+        cr->seq = seqs ? seqs[i] : NULL;
+        if (b->t.data)
+            cr->view = ivl_tensor_slice(&b->t, (int64_t)ref->first_tile * per, (int64_t)ref->tiles * per);
+        if (q->n_prompt_ids > img_cap) {
+            img_cap = q->n_prompt_ids;
+            img = ivl_realloc(img, img_cap * sizeof *img);
+        }
+        for (size_t k = 0, r = 0; k < q->n_prompt_ids; k++)
+            img[k] = q->prompt_ids[k] == e->img_context ? (int64_t)r++ : -1;
+        ivl_sampling sm = o->sampling;
+        // Each image's draws are seeded by the seed and its key: results do not depend on
+        // batching or on which rank samples.
+        sm.seed = (o->sampling.seed ? o->sampling.seed : 0x1234abcdull) ^ ivl_keyset_hash(q->key);
+        ivl_sched_req r = {q->prompt_ids, (int64_t)q->n_prompt_ids, img, NULL, &cr->view,
+                           o->max_new_tokens, e->stop_id, sm, NULL, on_done, cr};
+        IVL_CHECK(ivl_sched_submit(e->eng->sched, &r) != 0, "caption: %s", ivl_last_error());
+    }
+    free(img);
+}
+
+static void update_batch_stats(leader *L, ivl_sched *sched) {
+    ivl_sched_stats st;
+    ivl_sched_get_stats(sched, &st);
+    L->prog.in_flight = st.running;
+    L->prog.peak_in_flight = st.peak_running;
+    L->prog.kv_used = st.blocks_used;
+    L->prog.kv_peak = st.peak_blocks_used;
+    L->prog.kv_total = st.blocks_total;
+    L->prog.reused_tokens = st.reused_tokens;
+    L->prog.preemptions = st.preemptions;
+    L->sum->peak_in_flight = st.peak_running;
+    L->sum->kv_peak_blocks = st.peak_blocks_used;
+    L->sum->kv_blocks = st.blocks_total;
+    L->sum->reused_tokens = st.reused_tokens;
+    L->sum->preemptions = st.preemptions;
 }
 
 // ---- the loop ----
-
-static void seq_rows_from_plan(const Ivl__BatchPlan *p, int32_t img_context, int64_t per_tile_tokens,
-                               ivl_llm_seq *seqs, int32_t **ids_out, int64_t **img_out, int *any_img) {
-    int64_t N = 0;
-    for (size_t i = 0; i < p->n_sequences; i++) N += (int64_t)p->sequences[i]->n_prompt_ids;
-    int32_t *ids = ivl_malloc((size_t)(N > 0 ? N : 1) * sizeof *ids);
-    int64_t *img = ivl_malloc((size_t)(N > 0 ? N : 1) * sizeof *img);
-    int64_t r = 0;
-    *any_img = 0;
-    for (size_t i = 0; i < p->n_sequences; i++) {
-        const Ivl__Sequence *s = p->sequences[i];
-        seqs[i].slot = (int)s->id;
-        seqs[i].n = (int64_t)s->n_prompt_ids;
-        int64_t next_row = -1;
-        if (s->n_images > 0) {
-            const Ivl__ImageRef *ref = p->images[s->images[0]];
-            next_row = (int64_t)ref->first_tile * per_tile_tokens;
-        }
-        for (size_t k = 0; k < s->n_prompt_ids; k++, r++) {
-            ids[r] = s->prompt_ids[k];
-            img[r] = (s->n_images > 0 && ids[r] == img_context) ? next_row++ : -1;
-            *any_img |= img[r] >= 0;
-        }
-    }
-    *ids_out = ids;
-    *img_out = img;
-}
 
 int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
                     const ivl_caption_opts *o, ivl_caption_summary *sum) {
@@ -449,18 +557,13 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     ivl_comm_group_world(&world);
     const ivl_comm_ops *mpi = ivl_comm_mpi_ops();
     const int rank = world.rank;
-    const int64_t V = e->step.vocab;
     const int S = e->cfg->vit.image_size;
     const int64_t per_tile = (int64_t)3 * S * S;
-    const int64_t tok_per_tile = e->cfg->proj.tokens_per_tile;
+    ivl_sched *sched = e->eng->sched;
     leader L = {0};
-    float *logits = ivl_malloc((size_t)o->max_seqs * (size_t)V * sizeof *logits);
-    // Greedy captions without a penalty, tp 1 (one rank or a pipeline): the step picks on the
-    // last stage's device and only the ids come back (with tp > 1 the logits reach rank 0).
-    int32_t *picked = ivl_malloc((size_t)o->max_seqs * sizeof *picked);
-    const int dev_pick = e->step.run_argmax && !o->sampling.do_sample &&
-                         o->sampling.repetition_penalty == 1.0f;
-    ivl_llm_seq *seqs = ivl_malloc((size_t)o->max_seqs * sizeof *seqs);
+    run_state rs = {rank == 0 ? &L : NULL, e->be};
+    e->eng->on_step = on_step;
+    e->eng->step_ctx = &rs;
     plan_build pb = {0};
     if (rank == 0) {
         L.e = e;
@@ -471,7 +574,6 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         for (int u = 0; u < in->n; u++) L.units[u].expected = -1;
         for (int u = 0; u < in->n; u++) L.tar_units += in->units[u].kind == IVL_CAP_TAR;
         L.pending = ivl_calloc((size_t)in->n, sizeof *L.pending);
-        L.seqs = ivl_calloc((size_t)o->max_seqs, sizeof *L.seqs);
         sum->units = in->n;
         ivl_cap_progress_init(&L.prog, o->progress_bar, o->log_s);
         update_total(&L);
@@ -486,12 +588,6 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         L.feed = ivl_cap_feed_start(in, L.units, o->out_dir, &popt, o->threads, o->queue,
                                     o->max_member_bytes);
         L.last_flush = ivl_cap_now();
-        pb.refs = ivl_malloc((size_t)o->max_seqs * sizeof *pb.refs);
-        pb.ref_ptrs = ivl_malloc((size_t)o->max_seqs * sizeof *pb.ref_ptrs);
-        pb.sq = ivl_malloc((size_t)o->max_seqs * sizeof *pb.sq);
-        pb.sq_ptrs = ivl_malloc((size_t)o->max_seqs * sizeof *pb.sq_ptrs);
-        pb.img_idx = ivl_malloc((size_t)o->max_seqs * sizeof *pb.img_idx);
-        pb.tok1 = ivl_malloc((size_t)o->max_seqs * sizeof *pb.tok1);
     }
     int rc = 0;
     char errmsg[1024] = "";
@@ -508,58 +604,32 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         int32_t flags[2] = {o->stop_level ? (int32_t)*o->stop_level : 0, 0};
         mpi->allreduce(&world, flags, 2, IVL_I32, IVL_COMM_MAX);
         const int stop = flags[0];
+        // A second signal drops the running sequences (their keys are redone by the next run).
+        if (stop >= 2) ivl_sched_cancel_all(sched);
         ivl_watchdog_beat(wd, tick);
         ivl_watchdog_phase(wd, rank == 0 ? "planning (waiting for decoded images from the input)"
                                          : "the plan broadcast from rank 0");
 
-        // 2. Rank 0 plans.
+        // 2. Rank 0 plans which images start now.
         Ivl__Envelope env = IVL__ENVELOPE__INIT;
         Ivl__Control ctl = IVL__CONTROL__INIT;
-        int64_t new_tiles = 0;
         if (rank == 0) {
-            int nactive = 0, nref = 0, nsq = 0;
-            for (int i = 0; i < o->max_seqs; i++) nactive += L.seqs[i].active;
-            if (stop >= 2) {
-                // Drop the running sequences: their keys were never written, the next run redoes them.
-                for (int i = 0; i < o->max_seqs; i++)
-                    if (L.seqs[i].active) {
-                        free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].meta); free(L.seqs[i].prompt); free(L.seqs[i].gen);
-                        memset(&L.seqs[i], 0, sizeof L.seqs[i]);
-                    }
-                nactive = 0;
-            }
-            new_tiles = plan_admit(&L, &pb, &nref, nactive, nactive, stop);
+            pb.n = 0;
+            pb.tiles = 0;
+            plan_admit(&L, &pb, sched, stop);
             ivl__batch_plan__init(&pb.plan);
             pb.plan.batch_id = tick;
-            // Running sequences first (one decode row each), then the new ones (whole prompt).
-            for (int pass = 0; pass < 2; pass++)
-                for (int i = 0; i < o->max_seqs; i++) {
-                    seq_state *s = &L.seqs[i];
-                    if (!s->active || s->is_new != pass) continue;
-                    Ivl__Sequence *q = &pb.sq[nsq];
-                    ivl__sequence__init(q);
-                    q->id = (uint64_t)i;
-                    q->key = s->key;
-                    if (s->is_new) {
-                        q->prompt_ids = s->prompt;
-                        q->n_prompt_ids = (size_t)s->prompt_len;
-                        pb.img_idx[nsq] = (uint32_t)s->ref;
-                        q->images = &pb.img_idx[nsq];
-                        q->n_images = 1;
-                    } else {
-                        pb.tok1[nsq] = s->gen[s->ngen - 1];
-                        q->prompt_ids = &pb.tok1[nsq];
-                        q->n_prompt_ids = 1;
-                    }
-                    pb.sq_ptrs[nsq++] = q;
-                }
-            for (int k = 0; k < nref; k++) pb.ref_ptrs[k] = &pb.refs[k];
+            for (int k = 0; k < pb.n; k++) {
+                pb.ref_ptrs[k] = &pb.refs[k];
+                pb.sq_ptrs[k] = &pb.sq[k];
+                pb.sq[k].images = &pb.img_idx[k];
+            }
             pb.plan.images = pb.ref_ptrs;
-            pb.plan.n_images = (size_t)nref;
-            pb.plan.total_tiles = (uint32_t)new_tiles;
+            pb.plan.n_images = (size_t)pb.n;
+            pb.plan.total_tiles = (uint32_t)pb.tiles;
             pb.plan.sequences = pb.sq_ptrs;
-            pb.plan.n_sequences = (size_t)nsq;
-            if (L.fatal || nsq == 0) {
+            pb.plan.n_sequences = (size_t)pb.n;
+            if (L.fatal || (pb.n == 0 && ivl_sched_idle(sched))) {
                 ctl.kind = L.fatal ? IVL__CONTROL__KIND__ERROR
                            : (stop || !L.feed_ended) ? IVL__CONTROL__KIND__STOP
                                                      : IVL__CONTROL__KIND__SHUTDOWN;
@@ -575,6 +645,8 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         Ivl__Envelope *got = (Ivl__Envelope *)ivl_msg_bcast(&world, &ivl__envelope__descriptor,
                                                             &env.base, 0);
         IVL_CHECK(got, "caption plan broadcast: %s", ivl_last_error());
+        if (rank == 0)
+            for (int k = 0; k < pb.n; k++) free(pb.prompts[k]);
         if (got->body_case == IVL__ENVELOPE__BODY_CONTROL) {
             int kind = got->control->kind;
             if (kind == IVL__CONTROL__KIND__ERROR) {
@@ -591,10 +663,10 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         const Ivl__BatchPlan *plan = got->plan;
 
         // 3. Vision: every new image's tiles in one batch.
-        ivl_watchdog_phase(wd, "the vision encoder (tile transfer from rank 0, embedding all-reduce)");
+        ivl_watchdog_phase(wd, "the vision encoder (tile transfer from rank 0, embedding join)");
         double t_vis = ivl_cap_now();
         ivl_tensor embeds = {0};
-        new_tiles = plan->total_tiles;
+        const int64_t new_tiles = plan->total_tiles;
         if (new_tiles > 0) {
             // Each rank gets only the tiles it encodes (its share), from rank 0.
             int64_t t0 = 0, t1 = new_tiles;
@@ -616,59 +688,39 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
             e->encode(e->encode_ctx, t1 > t0 ? &px : NULL, new_tiles, &embeds);
             if (rank != 0) free(px.data);
         }
-        *e->step_embeds = new_tiles > 0 ? &embeds : NULL;
         t_vis = ivl_cap_now() - t_vis;
+        if (rank == 0)
+            for (int k = 0; k < pb.n; k++)
+                pb.seqs[k]->vision_ms = t_vis * 1e3 * pb.seqs[k]->tiles / (double)new_tiles;
+        submit_plan(e, o, &rs, plan, &embeds, rank == 0 ? pb.seqs : NULL);
+        if (embeds.data) e->be->free(e->be, &embeds);   // a plan without sequences
 
-        // 4. One step over every sequence of the plan.
-        const int nseq = (int)plan->n_sequences;
-        for (int i = 0; i < nseq; i++)
-            if (plan->sequences[i]->n_images > 0) ivl_kv_cache_reset_slot(e->kv, (int)plan->sequences[i]->id);
-        int32_t *ids;
-        int64_t *img;
-        int any_img;
-        seq_rows_from_plan(plan, e->img_context, tok_per_tile, seqs, &ids, &img, &any_img);
+        // 4. One step of the scheduler: prefill chunks of the new sequences mixed with a
+        // decode row of each running one (finished ones write their lines through on_done).
         ivl_watchdog_phase(wd, "the model step (tensor-parallel all-reduces, pipeline sends)");
-        double t_step = ivl_cap_now();
-        if (dev_pick)
-            e->step.run_argmax(e->step.ctx, seqs, nseq, ids, any_img ? img : NULL, picked);
-        else
-            e->step.run(e->step.ctx, seqs, nseq, ids, any_img ? img : NULL, logits, NULL);
-        t_step = ivl_cap_now() - t_step;
-        free(ids);
-        free(img);
-        if (embeds.data) e->be->free(e->be, &embeds);
-        *e->step_embeds = NULL;
+        ivl_engine_step(e->eng);
         // Fault injection (tests): IVL_FAULT=caption:<rank> kills that rank at tick
         // IVL_FAULT_CAPTION_TICK (default 8), in the middle of a job.
         if ((int64_t)tick == fault_tick) ivl_fault_point("caption");
 
-        // 5. Rank 0: next tokens, finished sequences, results.
+        // 5. Rank 0: results reach the disk, progress.
         if (rank == 0) {
             ivl_watchdog_phase(wd, "writing results");
-            int64_t rows = 0;
-            for (int i = 0; i < nseq; i++) rows += seqs[i].n;
-            for (int i = 0; i < nseq; i++) {
-                seq_state *s = &L.seqs[seqs[i].slot];
-                s->llm_ms += t_step * 1e3 * (double)seqs[i].n / (double)rows;
-                if (s->is_new) s->vision_ms = t_vis * 1e3 * s->tiles / (double)new_tiles;
-                s->is_new = 0;
-                int32_t t = o->max_new_tokens > 0
-                                ? (dev_pick ? picked[i]
-                                            : ivl_sample_next(logits + (int64_t)i * V, V, s->gen,
-                                                              s->ngen, &o->sampling, &s->rng))
-                                : e->stop_id;
-                if (o->max_new_tokens > 0) s->gen[s->ngen++] = t;
-                if (t == e->stop_id || s->ngen >= o->max_new_tokens) finish_seq(&L, s);
-            }
+            update_batch_stats(&L, sched);
             if (L.last_flush + o->flush_s <= ivl_cap_now() || unit_ready(&L) || stop) flush_all(&L);
             ivl_cap_progress_update(&L.prog, 0);
         }
         ivl_msg_free(&got->base);
     }
+    // Whatever is still running (a job error) ends without a line: the next run redoes it.
+    ivl_sched_cancel_all(sched);
+    e->eng->on_step = NULL;
+    e->eng->step_ctx = NULL;
 
     if (rank == 0) {
         // Everything finished reaches the disk before we return, whatever stopped us.
         ivl_cap_feed_stop(L.feed);
+        update_batch_stats(&L, sched);
         flush_all(&L);
         if (L.fatal && !errmsg[0]) snprintf(errmsg, sizeof errmsg, "%s", L.fatal_msg);
         if (L.fatal) {
@@ -679,19 +731,14 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
             if (L.units[u].opened && !L.units[u].complete) ivl_cap_out_close(&L.units[u].out);
             free(L.pending[u].buf);
         }
-        for (int i = 0; i < o->max_seqs; i++)
-            if (L.seqs[i].active) {
-                free(L.seqs[i].key); free(L.seqs[i].source); free(L.seqs[i].meta); free(L.seqs[i].prompt); free(L.seqs[i].gen);
-            }
         sum->seconds = ivl_cap_now() - L.prog.t0;
         ivl_cap_progress_finish(&L.prog, sum->units_done, sum->units, sum->units_failed, sum->stopped);
         if (rc == 0 && sum->units_done < sum->units) rc = 1;
         if (errmsg[0]) LOG_ERROR("caption stopped: %s", errmsg);
         free(L.units);
         free(L.pending);
-        free(L.seqs);
         free(pb.refs); free(pb.ref_ptrs); free(pb.sq); free(pb.sq_ptrs); free(pb.img_idx);
-        free(pb.tok1); free(pb.pixels);
+        free(pb.seqs); free(pb.prompts); free(pb.pixels);
     }
     // Every rank returns the same code.
     int32_t code = rc;
@@ -699,9 +746,6 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
     ivl_watchdog_phase(wd, "the exit-code broadcast at the end of the job");
     mpi->bcast(&world, &code, 1, IVL_I32, 0);
     ivl_watchdog_stop(wd);
-    free(logits);
-    free(picked);
-    free(seqs);
     ivl_comm_group_free(&world);
     return code;
 }

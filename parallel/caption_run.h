@@ -1,24 +1,27 @@
 // caption_run.h - the captioning loop of `internvl caption` (issue 7; design.md "Data flow
 // of a captioning batch", "Results and resume").
 //
-// Every rank runs ivl_caption_run in lockstep. Each iteration ("tick"):
+// Every rank runs ivl_caption_run in lockstep, each with its own copy of the scheduler
+// (parallel/scheduler.h) in the same state. Each iteration ("tick"):
 //   1. all ranks: one MAX all-reduce of {signal level, error}: a SIGTERM seen by any rank
 //      stops every rank at the same tick, so no rank is left in a collective;
-//   2. rank 0 plans: it pops decoded images from the feed (caption_feed.h), builds each
-//      prompt (<IMG_CONTEXT> x 256 x tiles) and admits new sequences into free KV slots while
-//      the step's rows stay within the token budget (continuous batching: the running
-//      sequences contribute one row each, a new one its whole prompt), and broadcasts the
-//      plan (comm/proto/ivl.proto Envelope{BatchPlan} with ImageRef/Sequence; a Sequence with
-//      images is a new one and its KV slot is reset; Control{SHUTDOWN,STOP,ERROR} ends it);
-//   3. all ranks: the new images' tiles (one ViT batch over all of them) are broadcast and
-//      encoded (ivl_dist_encode_images shards them over the ranks);
-//   4. all ranks: one step over all sequences of the plan (prefill rows of the new ones mixed
-//      with one decode row of each running one); logits come back to every rank;
-//   5. rank 0 picks the next tokens (greedy, or sampled with a per-image seed so the result
-//      does not depend on batching), retires finished sequences (their slots are reused at
-//      the next tick), formats their JSON lines and appends them to their unit's file,
-//      fsync'ed at least every flush_s seconds (caption_out.h), and marks a unit done once
-//      all its keys are written.
+//   2. rank 0 plans which images start: it pops decoded images from the feed (caption_feed.h),
+//      builds each prompt (<IMG_CONTEXT> x 256 x tiles) and starts images while the scheduler
+//      has a sequence slot (--max-seqs) and free KV blocks for their prompts, and their prompts
+//      fit the step's rows (--batch-tokens); requests the scheduler paused (preempted) go
+//      first. It broadcasts the plan (comm/proto/ivl.proto Envelope{BatchPlan} with
+//      ImageRef/Sequence: the new images and their prompts; Control{SHUTDOWN,STOP,ERROR}
+//      ends the loop);
+//   3. all ranks: the new images' tiles (one ViT batch over all of them) go from rank 0 to the
+//      ranks that encode them (ivl_dist_encode_share); every rank submits the new requests to
+//      its scheduler, which refers to their embedding rows until they end;
+//   4. all ranks: one engine step (parallel/engine.h): the scheduler's plan (prefill chunks of
+//      new sequences mixed with a decode row of each running one, over the paged KV cache),
+//      the forward, the tokens (greedy on the device, or sampled on rank 0 with a per-image
+//      seed so the result does not depend on batching), the commit;
+//   5. a finished sequence's line is formatted on rank 0 (on_done) and appended to its unit's
+//      file, fsync'ed at least every flush_s seconds (caption_out.h); a unit is marked done
+//      once all its keys are written. The progress line shows the decode batch and KV use.
 // Stop: signal level 1 (first SIGTERM/SIGINT) admits nothing new, finishes the running
 // sequences, flushes, and returns with summary.stopped = 1; level 2 (a second signal) drops
 // the running sequences after the current step. Their keys are redone by the next run.
@@ -31,6 +34,7 @@
 #include "comm/comm.h"
 #include "core/models/generate.h"
 #include "core/text/chat.h"
+#include "parallel/engine.h"
 #include "parallel/caption_input.h"
 
 typedef struct {
@@ -41,7 +45,7 @@ typedef struct {
     int64_t max_pixels;          // decode limit per image (<= 0: core/image's default)
     int max_new_tokens;
     ivl_sampling sampling;
-    int max_seqs;                // KV slots = most sequences decoding at once
+    int max_seqs;                // most sequences in flight at once
     int64_t batch_tokens;        // most rows (prefill + decode) in one step
     int threads;                 // image decode workers (rank 0)
     int queue;                   // decoded images held ahead of the model
@@ -60,8 +64,7 @@ typedef struct {
 // The model as the loop sees it (one rank, or a tp x pp group).
 typedef struct {
     const ivl_model_config *cfg;
-    ivl_step step;
-    const ivl_tensor **step_embeds;   // the step reads image rows from *step_embeds
+    ivl_engine *eng;                 // the scheduler over the paged KV cache, and the step
     // Encodes a batch of `tiles` tiles of which this rank holds pixels_host [t1 - t0, 3, S, S]
     // (NULL: none), its share from tile_share; embeds: every tile's rows, on the ranks
     // of the first pipeline stage (the others get an empty tensor).
@@ -69,12 +72,12 @@ typedef struct {
     // The share [t0, t1) of world rank `rank`; NULL: one rank encodes every tile.
     void (*tile_share)(void *ctx, int rank, int64_t tiles, int64_t *t0, int64_t *t1);
     void *encode_ctx;
-    ivl_kv_cache *kv;
     ivl_backend *be;
     const ivl_tokenizer *tok;
     const ivl_chat_template *tmpl;
     int32_t stop_id, img_context;
-    int64_t max_ctx;                 // KV length per slot (from ivl_caption_max_ctx)
+    int64_t kv_positions;            // the KV cache's positions (blocks x block size)
+    int kv_block;                    // positions per block
 } ivl_caption_engine;
 
 typedef struct {
@@ -84,12 +87,16 @@ typedef struct {
     int64_t units, units_done, units_failed;
     int64_t gen_tokens, prompt_tokens;
     double seconds;
+    int peak_in_flight;              // most sequences in one step
+    int64_t kv_blocks, kv_peak_blocks;   // KV blocks in all / most in use at once
+    int64_t reused_tokens;           // prompt positions served from the prefix cache
+    int64_t preemptions;             // sequences paused for lack of KV blocks, recomputed later
     int stopped;                     // a signal stopped the run (work remains)
     int fatal;                       // a job-level error (message logged on rank 0)
 } ivl_caption_summary;
 
-// Tokens of the longest prompt (max_tiles, plus the thumbnail) + max_new_tokens: the KV length
-// a slot needs. -1 + ivl_last_error() when the prompt cannot be encoded.
+// Tokens of the longest prompt (max_tiles, plus the thumbnail) + max_new_tokens: the KV
+// positions one image may need. -1 + ivl_last_error() when the prompt cannot be encoded.
 int64_t ivl_caption_max_ctx(const ivl_tokenizer *tok, const ivl_chat_template *tmpl,
                             const ivl_model_config *cfg, const ivl_caption_opts *o);
 

@@ -170,9 +170,9 @@ void ivl_dist_kv_free(ivl_dist *d) {
     d->kv_ready = 0;
 }
 
-void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx) {
+void ivl_dist_kv_init(ivl_dist *d, int64_t n_blocks, int block_size) {
     if (d->kv_ready) ivl_kv_cache_free(d->model.be, &d->model.shard, &d->kv);
-    ivl_kv_cache_init(d->model.be, &d->model.cfg.llm, &d->model.shard, slots, max_ctx, &d->kv);
+    ivl_kv_cache_init(d->model.be, &d->model.cfg.llm, &d->model.shard, n_blocks, block_size, &d->kv);
     d->kv_ready = 1;
 }
 

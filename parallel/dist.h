@@ -78,11 +78,12 @@ void ivl_dist_tile_share(const ivl_dist *d, int rank, int64_t tiles, int64_t *t0
 void ivl_dist_encode_share(ivl_dist *d, const ivl_tensor *mine_host, int64_t tiles,
                            ivl_tensor *embeds);
 
-// KV cache for `slots` sequences of max_ctx tokens on this rank's layers.
-void ivl_dist_kv_init(ivl_dist *d, int slots, int64_t max_ctx);
+// The paged KV cache's pool on this rank's layers: n_blocks blocks of block_size positions
+// (the same numbers on every rank; parallel/scheduler.h hands out the blocks).
+void ivl_dist_kv_init(ivl_dist *d, int64_t n_blocks, int block_size);
 void ivl_dist_kv_free(ivl_dist *d);
 
-// The step for ivl_generate (every rank runs ivl_generate in lockstep), for any layout, one
+// The step for the engine (every rank steps in lockstep), for any layout, one
 // rank included: dumps of the layers this rank holds; greedy picks on the device when tp = 1.
 ivl_step ivl_dist_step(ivl_dist *d);
 

@@ -117,6 +117,7 @@ int ivl_session_open(ivl_session *s, const char *model_path, const char *device,
 }
 
 void ivl_session_close(ivl_session *s) {
+    ivl_session_kv_free(s);
     if (s->embeds.data) s->be->free(s->be, &s->embeds);
     if (s->model) ivl_dist_free(&s->dist);
     if (s->be) ivl_backend_destroy(s->be);
@@ -148,10 +149,95 @@ ivl_kv_cache *ivl_session_kv(ivl_session *s) { return &s->dist.kv; }
 
 const ivl_tensor **ivl_session_step_embeds(ivl_session *s) { return &s->dist.image_embeds; }
 
-void ivl_session_kv_free(ivl_session *s) { ivl_dist_kv_free(&s->dist); }
+void ivl_session_kv_free(ivl_session *s) {
+    if (s->sched) ivl_sched_free(s->sched);
+    s->sched = NULL;
+    ivl_engine_free(&s->engine);
+    if (s->model) ivl_dist_kv_free(&s->dist);
+}
 
-void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx) {
-    ivl_dist_kv_init(&s->dist, slots, max_ctx);
+// This rank's default KV budget: a share of the memory left after the weights.
+static int64_t default_kv_bytes(ivl_session *s) {
+    const ivl_cuda_ext *x = ivl_cuda_ext_of(s->be);
+    if (x) {
+        size_t free_b = 0, total_b = 0;
+        s->be->synchronize(s->be);
+        x->mem_info(s->be, &free_b, &total_b);
+        if (s->dev.gpu.shared) {
+            int per_gpu = (s->dev.gpu.nranks + s->dev.gpu.visible - 1) / s->dev.gpu.visible;
+            free_b /= (size_t)per_gpu;
+        }
+        return (int64_t)(free_b * 0.8);
+    }
+    unsigned long long kb = 0;
+    char line[256];
+    FILE *f = fopen("/proc/meminfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    if (f) fclose(f);
+    int local = ivl_comm_local_size() > 0 ? ivl_comm_local_size() : 1;
+    return (int64_t)(kb * 1024ULL / (unsigned long long)local / 2);
+}
+
+int ivl_session_kv_init(ivl_session *s, const ivl_kv_opts *o) {
+    ivl_session_kv_free(s);
+    const int bs = o->block_size > 0 ? o->block_size : 16;
+    const ivl_llm_config *lc = &s->model->cfg.llm;
+    const int64_t per_tok = ivl_kv_bytes_per_token(lc, &s->model->shard, s->be->dtype);
+    const int64_t per_block = per_tok * bs;
+    int64_t budget = o->kv_mem > 0 ? o->kv_mem : default_kv_bytes(s);
+    if (o->kv_mem <= 0 && o->want_positions > 0) {
+        int64_t want = (o->want_positions + bs - 1) / bs * per_block;
+        if (budget > want) budget = want;
+    }
+    int64_t nb = per_block > 0 ? budget / per_block : 0;
+    // Every rank the same number of blocks: the smallest (block tables are shared).
+    int64_t mine = nb;
+    ivl_comm_group world;
+    ivl_comm_group_world(&world);
+    nb = -nb;   // the minimum as the maximum of the negatives
+    ivl_comm_mpi_ops()->allreduce(&world, &nb, 1, IVL_I64, IVL_COMM_MAX);
+    nb = -nb;
+    ivl_comm_group_free(&world);
+    const int64_t positions = nb * bs, need = o->min_positions > 0 ? o->min_positions : 1;
+    if (positions < need) {
+        const int64_t need_bytes = (need + bs - 1) / bs * per_block;
+        return ivl_errorf("the KV cache is too small: %s%.1f MiB a rank holds %lld positions of "
+                          "this model (%lld blocks of %d, %lld KiB a position on %s rank), but "
+                          "one request needs %lld positions; give --kv-mem %lldM or more%s",
+                          o->kv_mem > 0 ? "--kv-mem " : "the default of ",
+                          (double)budget / (1 << 20), (long long)positions,
+                          (long long)nb, bs, (long long)(per_tok >> 10) ? (long long)(per_tok >> 10) : 1,
+                          mine == nb ? "this" : "the tightest", (long long)need,
+                          (long long)((need_bytes + (1 << 20) - 1) >> 20),
+                          o->kv_mem > 0 ? "" : " (or lower --max-tiles / --max-new-tokens)");
+    }
+    ivl_dist_kv_init(&s->dist, nb, bs);
+    s->kv_bytes = nb * per_block;
+    ivl_sched_opts so = {.n_blocks = nb, .block_size = bs,
+                         .max_seqs = o->max_seqs > 0 ? o->max_seqs : 256,
+                         .step_tokens = o->step_tokens > 0 ? o->step_tokens : 8192,
+                         .rope_exact_len = ivl_llm_rope_exact_len(lc),
+                         .prefix_reuse = !o->no_prefix_reuse};
+    s->sched = ivl_sched_new(&so);
+    memset(&s->engine, 0, sizeof s->engine);
+    s->engine.sched = s->sched;
+    s->engine.be = s->be;
+    s->engine.step_embeds = &s->dist.image_embeds;
+    s->engine.step = ivl_dist_step(&s->dist);
+    return 0;
+}
+
+ivl_engine *ivl_session_engine(ivl_session *s) {
+    IVL_CHECK(s->sched, "the session's KV cache is not initialised (ivl_session_kv_init)");
+    return &s->engine;
+}
+
+void ivl_session_kv_describe(const ivl_session *s, char *buf, size_t n) {
+    const ivl_kv_cache *kv = &s->dist.kv;
+    snprintf(buf, n, "KV cache: %lld blocks of %d positions (%lld), %.1f MiB a rank",
+             (long long)kv->n_blocks, kv->block_size, (long long)(kv->n_blocks * kv->block_size),
+             (double)s->kv_bytes / (1 << 20));
 }
 
 ivl_step ivl_session_step(ivl_session *s) {

@@ -10,6 +10,8 @@
 #include "core/models/internvl.h"
 #include "core/text/tokenizer.h"
 #include "parallel/dist.h"
+#include "parallel/engine.h"
+#include "parallel/scheduler.h"
 #include "parallel/rank_device.h"
 #include "weights/model_source.h"
 
@@ -24,7 +26,24 @@ typedef struct {
     ivl_dist dist;            // the model on this rank, for any layout (one rank included)
     ivl_model *model;         // &dist.model
     ivl_tensor embeds;        // image embeddings of the current batch (backend), or empty
+    ivl_sched *sched;         // the scheduler over the paged KV cache (ivl_session_kv_init)
+    ivl_engine engine;
+    int64_t kv_bytes;         // this rank's KV pool in bytes
 } ivl_session;
+
+// The paged KV cache and its scheduler (ivl_session_kv_init).
+typedef struct {
+    int64_t kv_mem;           // --kv-mem: bytes of KV cache per rank; 0 = default: a share of
+                              // the memory left after the weights (GPU: 80% of the free
+                              // memory; CPU: half of this rank's share of MemAvailable),
+                              // at most what want_positions need
+    int block_size;           // positions per block (0 = 16)
+    int max_seqs;             // most sequences running at once (0 = 256)
+    int64_t step_tokens;      // most rows in one step (0 = 8192)
+    int64_t min_positions;    // one request's positions: a smaller cache is an error
+    int64_t want_positions;   // the default cache need not hold more (0 = no cap)
+    int no_prefix_reuse;      // 1: never share blocks between requests
+} ivl_kv_opts;
 
 // Opens the model for the layout in popt (NULL: one rank). ivl_comm_init must have run.
 // Returns 0 or -1 + ivl_last_error() (the same on every rank for layout errors).
@@ -54,10 +73,16 @@ void ivl_session_encode_share(ivl_session *s, const ivl_tensor *mine_host, int64
 ivl_kv_cache *ivl_session_kv(ivl_session *s);
 const ivl_tensor **ivl_session_step_embeds(ivl_session *s);
 
-// (Re)creates the KV cache: `slots` sequences of up to max_ctx tokens each.
-void ivl_session_kv_init(ivl_session *s, int slots, int64_t max_ctx);
-// Frees the KV cache now (a server between requests); ivl_session_kv_init makes a new one.
+// (Re)creates the paged KV cache and the scheduler (collective: every rank gets the same
+// number of blocks, the smallest any rank's budget allows). 0, or -1 + ivl_last_error() (the
+// same on every rank) when the cache cannot hold min_positions, naming the numbers.
+int ivl_session_kv_init(ivl_session *s, const ivl_kv_opts *o);
+// Frees the KV cache and the scheduler now; ivl_session_kv_init makes new ones.
 void ivl_session_kv_free(ivl_session *s);
+// The engine over the session's model, scheduler and image embeddings (after kv_init).
+ivl_engine *ivl_session_engine(ivl_session *s);
+// A one-line description of the cache: "KV cache: 412 blocks of 16 positions (6592), 98 MiB a rank"
+void ivl_session_kv_describe(const ivl_session *s, char *buf, size_t n);
 
 // The step for ivl_generate over the current image embeddings and KV cache.
 ivl_step ivl_session_step(ivl_session *s);

@@ -88,8 +88,19 @@ int ivl_bench_ctx_init(ivl_bench_ctx *c, ivl_backend *be, const ivl_weight_reade
 
 void ivl_bench_ctx_free(ivl_bench_ctx *c) { ivl_dist_free(&c->dist); }
 
-static ivl_kv_cache *kv_init(ivl_bench_ctx *c, int slots, int64_t max_ctx) {
-    ivl_dist_kv_init(&c->dist, slots, max_ctx);
+#define BENCH_KV_BLOCK 16
+
+// A pool of `slots` x max_ctx positions; *tables (malloc'ed): sequence i owns the blocks
+// [i * per, (i + 1) * per), per = *per_seq (the paged cache with contiguous tables).
+static ivl_kv_cache *kv_init(ivl_bench_ctx *c, int slots, int64_t max_ctx, int32_t **tables,
+                             int64_t *per_seq) {
+    const int64_t per = (max_ctx + BENCH_KV_BLOCK - 1) / BENCH_KV_BLOCK;
+    ivl_dist_kv_init(&c->dist, slots * per, BENCH_KV_BLOCK);
+    if (tables) {
+        *tables = ivl_malloc((size_t)(slots * per) * sizeof **tables);
+        for (int64_t b = 0; b < slots * per; b++) (*tables)[b] = (int32_t)b;
+        *per_seq = per;
+    }
     return &c->dist.kv;
 }
 
@@ -175,23 +186,8 @@ typedef struct {
     int nseq;
     int32_t *ids;
     float *logits;
-    int64_t fill_len;   // decode: positions cached before each repeat (0: reset)
+    int32_t *tables;   // the sequences' block tables (contiguous blocks)
 } llm_arg;
-
-static void llm_reset(void *a) {
-    llm_arg *l = a;
-    for (int i = 0; i < l->nseq; i++) ivl_kv_cache_reset_slot(l->kv, i);
-}
-
-// Decode: every slot holds fill_len positions again (the values written by fill_kv stay;
-// the step appends at fill_len and the next repeat overwrites that row).
-static void llm_rewind(void *a) {
-    llm_arg *l = a;
-    for (int i = 0; i < l->nseq; i++) {
-        l->kv->len[i] = l->fill_len;
-        l->kv->rope_len[i] = l->fill_len;
-    }
-}
 
 static void llm_run(void *a) {
     llm_arg *l = a;
@@ -205,18 +201,22 @@ void ivl_bench_prefill(ivl_bench_ctx *c, int batch, int64_t S, ivl_bench_meas *m
     m->prompt_len = S;
     snprintf(m->unit, sizeof m->unit, "tokens/s");
     if (!kv_fits(c, batch, S, m)) return;
-    llm_arg a = {.c = c, .kv = kv_init(c, batch, S)};
+    int64_t per = 0;
+    llm_arg a = {.c = c};
+    a.kv = kv_init(c, batch, S, &a.tables, &per);
     a.step = make_step(c, NULL);
     a.nseq = batch;
     a.seqs = ivl_malloc((size_t)batch * sizeof *a.seqs);
-    for (int i = 0; i < batch; i++) a.seqs[i] = (ivl_llm_seq){i, S};
+    // Every repeat prefills positions 0 .. S-1 again (the positions are the step's input).
+    for (int i = 0; i < batch; i++) a.seqs[i] = (ivl_llm_seq){0, S, a.tables + i * per, per};
     a.ids = ivl_malloc((size_t)(batch * S) * sizeof *a.ids);
     random_ids(a.ids, batch * S, lc->vocab, c->seed + 1);
     a.logits = ivl_malloc((size_t)batch * (size_t)lc->vocab * sizeof *a.logits);
-    bench_fn f = {llm_reset, llm_run, &a};
+    bench_fn f = {NULL, llm_run, &a};
     time_loop(c->be, &f, c->warmup, c->repeats, m);
     m->units = (double)batch * S;
     m->flops = batch * ivl_flops_prefill(lc, S, 0);
+    free(a.tables);
     free(a.seqs);
     free(a.ids);
     free(a.logits);
@@ -232,10 +232,11 @@ static void fill_kv(ivl_bench_ctx *c, ivl_kv_cache *kv, int slots, int64_t len) 
     ivl_tensor host = ivl_tensor_host_2d(IVL_F32, len, w);
     uint64_t s = c->seed + 7;
     for (int64_t i = 0; i < len * w; i++) ((float *)host.data)[i] = 0.5f * rng_float(&s);
+    const int64_t per = (int64_t)kv->n_blocks / slots * kv->block_size;   // positions per slot
     for (int l = sh->layer0; l < sh->layer1; l++)
         for (int slot = 0; slot < slots; slot++) {
-            ivl_tensor k = ivl_tensor_slice(&kv->k[l], (int64_t)slot * kv->max_ctx, len);
-            ivl_tensor v = ivl_tensor_slice(&kv->v[l], (int64_t)slot * kv->max_ctx, len);
+            ivl_tensor k = ivl_tensor_slice(&kv->k[l], (int64_t)slot * per, len);
+            ivl_tensor v = ivl_tensor_slice(&kv->v[l], (int64_t)slot * per, len);
             be->upload(be, &k, &host);
             be->upload(be, &v, &host);
         }
@@ -249,22 +250,25 @@ void ivl_bench_decode(ivl_bench_ctx *c, int batch, int64_t ctx, ivl_bench_meas *
     m->context_len = ctx;
     snprintf(m->unit, sizeof m->unit, "tokens/s");
     if (!kv_fits(c, batch, ctx + 1, m)) return;
-    llm_arg a = {.c = c, .kv = kv_init(c, batch, ctx + 1)};
+    int64_t per = 0;
+    llm_arg a = {.c = c};
+    a.kv = kv_init(c, batch, ctx + 1, &a.tables, &per);
     fill_kv(c, a.kv, batch, ctx);
-    a.fill_len = ctx;
     a.step = make_step(c, NULL);
     a.nseq = batch;
     a.seqs = ivl_malloc((size_t)batch * sizeof *a.seqs);
-    for (int i = 0; i < batch; i++) a.seqs[i] = (ivl_llm_seq){i, 1};
+    // Every repeat decodes position ctx again after the ctx positions fill_kv wrote.
+    for (int i = 0; i < batch; i++) a.seqs[i] = (ivl_llm_seq){ctx, 1, a.tables + i * per, per};
     a.ids = ivl_malloc((size_t)batch * sizeof *a.ids);
     random_ids(a.ids, batch, lc->vocab, c->seed + 2);
     a.logits = ivl_malloc((size_t)batch * (size_t)lc->vocab * sizeof *a.logits);
-    bench_fn f = {llm_rewind, llm_run, &a};
+    bench_fn f = {NULL, llm_run, &a};
     time_loop(c->be, &f, c->warmup, c->repeats, m);
     m->units = batch;
     m->flops = ivl_flops_decode_step(lc, batch, ctx);
     m->bytes = ivl_bytes_decode_step(lc, batch, ctx, (int)ivl_dtype_size(c->be->dtype));
     snprintf(m->extra, sizeof m->extra, "one step, every sequence at position ctx");
+    free(a.tables);
     free(a.seqs);
     free(a.ids);
     free(a.logits);
@@ -278,6 +282,7 @@ typedef struct {
     ivl_tensor pixels;
     ivl_kv_cache *kv;
     int images;
+    int64_t positions;          // KV positions for the whole batch
     ivl_gen_prompt *prompts;
     ivl_gen_params gp;
     int32_t *out;
@@ -289,9 +294,16 @@ static void e2e_run(void *vp) {
     ivl_bench_ctx *c = a->c;
     ivl_tensor embeds;
     ivl_dist_encode_images(&c->dist, &a->pixels, &embeds, NULL);
-    for (int i = 0; i < a->images; i++) ivl_kv_cache_reset_slot(a->kv, i);
-    ivl_step step = make_step(c, &embeds);
-    ivl_generate(&step, a->prompts, a->images, &a->gp, a->out, a->out_len, NULL);
+    // A fresh scheduler each repeat (no prefix cache carried over between repeats).
+    ivl_sched_opts so = {.n_blocks = a->kv->n_blocks, .block_size = a->kv->block_size,
+                         .max_seqs = a->images, .step_tokens = a->positions,
+                         .rope_exact_len = ivl_llm_rope_exact_len(&c->m->cfg.llm)};
+    ivl_engine e = {.sched = ivl_sched_new(&so), .step = make_step(c, NULL), .be = c->be,
+                    .step_embeds = &c->dist.image_embeds};
+    for (int i = 0; i < a->images; i++) a->prompts[i].embeds = &embeds;
+    ivl_generate(&e, a->prompts, a->images, &a->gp, a->out, a->out_len, NULL);
+    ivl_sched_free(e.sched);
+    ivl_engine_free(&e);
     if (embeds.data) c->be->free(c->be, &embeds);
 }
 
@@ -316,7 +328,8 @@ void ivl_bench_e2e(ivl_bench_ctx *c, const int *tiles, int images, int64_t promp
     m->tiles = total_tiles;
     if (!kv_fits(c, images, max_len + out_len, m)) return;
     e2e_arg a = {.c = c, .pixels = random_pixels(total_tiles, cfg->vit.image_size, c->seed + 3)};
-    a.kv = kv_init(c, images, max_len + out_len);
+    a.kv = kv_init(c, images, max_len + out_len, NULL, NULL);
+    a.positions = (int64_t)images * (max_len + out_len);
     a.images = images;
     // Prompt i: half the text tokens, the image tokens of its tiles, the other half (the
     // template puts <img>...</img> between system/user text and the question).
@@ -334,7 +347,7 @@ void ivl_bench_e2e(ivl_bench_ctx *c, const int *tiles, int images, int64_t promp
             rowbuf[i][t] = (k >= 0 && k < per * tiles[i]) ? row + k : -1;
         }
         row += (int)(per * tiles[i]);
-        a.prompts[i] = (ivl_gen_prompt){idbuf[i], n, rowbuf[i]};
+        a.prompts[i] = (ivl_gen_prompt){idbuf[i], n, rowbuf[i], NULL, NULL};
         flops += ivl_flops_prefill(&cfg->llm, n, 0);
         for (int64_t t = 1; t < out_len; t++) flops += ivl_flops_decode_step(&cfg->llm, 1, n + t - 1);
     }

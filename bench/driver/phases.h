@@ -10,6 +10,7 @@
 
 #include "bench/driver/report.h"
 #include "core/models/generate.h"
+#include "parallel/generate.h"
 #include "core/models/internvl.h"
 #include "parallel/dist.h"
 

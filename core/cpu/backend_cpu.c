@@ -336,19 +336,54 @@ static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tens
                   "cpu attention_batch: seqs[%d] (q_row0 %lld, n %lld) has query rows outside q %s", i,
                   (long long)s->q_row0, (long long)s->n, shape_of(q, s1));
         if (s->n == 0) continue;
-        IVL_CHECK(s->len >= 1 && (!causal || s->len >= s->n) && s->kv_row0 >= 0 &&
-                      s->len <= Lk - s->kv_row0,
-                  "cpu attention_batch: seqs[%d] (kv_row0 %lld, len %lld, n %lld) needs "
-                  "1 <= len, n <= len if causal, and its KV rows inside k %s", i, (long long)s->kv_row0,
-                  (long long)s->len, (long long)s->n, shape_of(k, s1));
+        IVL_CHECK(s->len >= 1 && (!causal || s->len >= s->n),
+                  "cpu attention_batch: seqs[%d] (len %lld, n %lld) needs 1 <= len and, if "
+                  "causal, n <= len", i, (long long)s->len, (long long)s->n);
+        if (s->blocks) {
+            IVL_CHECK(s->block_size >= 1, "cpu attention_batch: seqs[%d] block size %d", i,
+                      s->block_size);
+            for (int64_t b = 0; b < (s->len + s->block_size - 1) / s->block_size; b++)
+                IVL_CHECK(s->blocks[b] >= 0 &&
+                              ((int64_t)s->blocks[b] + 1) * s->block_size <= Lk,
+                          "cpu attention_batch: seqs[%d] block %lld = %d is outside k %s", i,
+                          (long long)b, s->blocks[b], shape_of(k, s1));
+        } else {
+            IVL_CHECK(s->kv_row0 >= 0 && s->len <= Lk - s->kv_row0,
+                      "cpu attention_batch: seqs[%d] (kv_row0 %lld, len %lld) has KV rows "
+                      "outside k %s", i, (long long)s->kv_row0, (long long)s->len,
+                      shape_of(k, s1));
+        }
     }
+    // A paged sequence's keys and values are gathered through its block table into one
+    // contiguous buffer, then the same kernel runs: the same bits as a contiguous cache.
+    float *gk = NULL, *gv = NULL;
+    int64_t gcap = 0;
     for (int i = 0; i < nseq; i++) {
         const ivl_attn_seq *s = &seqs[i];
         if (s->n == 0) continue;
-        ivl_cpu_attention(F(out) + s->q_row0 * qc, F(q) + s->q_row0 * qc, F(k) + s->kv_row0 * kc,
-                          F(v) + s->kv_row0 * kc, s->n, s->len, n_heads, n_kv_heads, head_dim,
-                          causal, causal ? s->len - s->n : 0, scale);
+        const float *kk = F(k) + s->kv_row0 * kc, *vv = F(v) + s->kv_row0 * kc;
+        if (s->blocks) {
+            if (s->len > gcap) {
+                gcap = s->len;
+                gk = ivl_realloc(gk, sizeof(float) * (size_t)(gcap * kc));
+                gv = ivl_realloc(gv, sizeof(float) * (size_t)(gcap * kc));
+            }
+            const int64_t bs = s->block_size;
+            for (int64_t j0 = 0; j0 < s->len; j0 += bs) {
+                const int64_t nr = j0 + bs <= s->len ? bs : s->len - j0;
+                const int64_t row = (int64_t)s->blocks[j0 / bs] * bs;
+                memcpy(gk + j0 * kc, F(k) + row * kc, sizeof(float) * (size_t)(nr * kc));
+                memcpy(gv + j0 * kc, F(v) + row * kc, sizeof(float) * (size_t)(nr * kc));
+            }
+            kk = gk;
+            vv = gv;
+        }
+        ivl_cpu_attention(F(out) + s->q_row0 * qc, F(q) + s->q_row0 * qc, kk, vv, s->n, s->len,
+                          n_heads, n_kv_heads, head_dim, causal, causal ? s->len - s->n : 0,
+                          scale);
     }
+    free(gk);
+    free(gv);
 }
 
 static void cpu_matmul_n(ivl_backend *be, int n, ivl_tensor *const *y, const ivl_tensor *x,

@@ -349,6 +349,17 @@ void cuda_op_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor 
                   "cuda attention_batch: seqs[%d] (q_row0 %lld, n %lld) has query rows outside q %s", i,
                   (long long)s->q_row0, (long long)s->n, ivl_tensor_shape_str(q, s1, sizeof s1));
         if (s->n == 0) continue;
+        if (s->blocks) {
+            IVL_CHECK(s->len >= 1 && (!causal || s->len >= s->n) && s->block_size >= 1,
+                      "cuda attention_batch: seqs[%d] (len %lld, n %lld, block size %d) needs "
+                      "1 <= len and n <= len if causal", i, (long long)s->len, (long long)s->n,
+                      s->block_size);
+            for (long long b = 0; b < (s->len + s->block_size - 1) / s->block_size; b++)
+                IVL_CHECK(s->blocks[b] >= 0 && ((long long)s->blocks[b] + 1) * s->block_size <= Lk,
+                          "cuda attention_batch: seqs[%d] block %lld = %d is outside k %s", i, b,
+                          s->blocks[b], ivl_tensor_shape_str(k, s1, sizeof s1));
+            continue;
+        }
         IVL_CHECK(s->len >= 1 && (!causal || s->len >= s->n) && s->kv_row0 >= 0 &&
                       s->len <= Lk - s->kv_row0,
                   "cuda attention_batch: seqs[%d] (kv_row0 %lld, len %lld, n %lld) needs "
@@ -356,6 +367,45 @@ void cuda_op_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tensor 
                   (long long)s->len, (long long)s->n, ivl_tensor_shape_str(k, s1, sizeof s1));
     }
     if (nseq == 0) return;
+
+    // Paged sequences (the LLM's KV cache): their keys and values are gathered through the
+    // block tables into one contiguous buffer (one gather launch each for k and v), and the
+    // kernels below read that. A decode kernel that follows the block table itself saves
+    // this copy; it waits for a GPU to test it on.
+    long long gathered = 0;
+    for (int i = 0; i < nseq; i++)
+        if (seqs[i].blocks && seqs[i].n > 0) gathered += seqs[i].len;
+    if (gathered > 0) {
+        IVL_CHECK(gathered < 2147483647LL, "cuda attention_batch: %lld keys to gather", gathered);
+        ivl_attn_seq *s2 = (ivl_attn_seq *)ivl_malloc(sizeof *s2 * (size_t)nseq);
+        int32_t *rows = (int32_t *)ivl_malloc(sizeof(int32_t) * (size_t)gathered);
+        long long off = 0;
+        for (int i = 0; i < nseq; i++) {
+            s2[i] = seqs[i];
+            if (!seqs[i].blocks || seqs[i].n == 0) {
+                IVL_CHECK(seqs[i].n == 0, "cuda attention_batch: paged and contiguous sequences "
+                          "in one call (seqs[%d])", i);
+                continue;
+            }
+            const long long bs = seqs[i].block_size;
+            for (long long j = 0; j < seqs[i].len; j++)
+                rows[off + j] = (int32_t)(seqs[i].blocks[j / bs] * bs + j % bs);
+            s2[i].kv_row0 = off;
+            s2[i].blocks = NULL;
+            off += seqs[i].len;
+        }
+        const int64_t shape[2] = {gathered, kc};
+        ivl_tensor gk = be->alloc(be, be->dtype, 2, shape), gv = be->alloc(be, be->dtype, 2, shape);
+        be->embed(be, &gk, k, rows, gathered);
+        be->embed(be, &gv, v, rows, gathered);
+        cuda_op_attention_batch(be, out, q, &gk, &gv, n_heads, n_kv_heads, head_dim, causal, s2,
+                                nseq, scale);
+        be->free(be, &gk);
+        be->free(be, &gv);
+        free(rows);
+        free(s2);
+        return;
+    }
 
     // Which sequences the batched kernel takes; the rest go one by one.
     char *use = (char *)ivl_calloc((size_t)nseq, 1);

@@ -1,6 +1,7 @@
-// generate.h - prefill + decode loop over a "step" (one forward of a batch of sequences),
-// greedy or sampled with Hugging Face generate semantics. The step hides where the model runs:
-// one rank (ivl_model_local_step) or a tensor/pipeline-parallel group (parallel/).
+// generate.h - the "step" (one forward of a batch of sequences over the paged KV cache) and
+// the token choice, greedy or sampled with Hugging Face generate semantics. The step hides
+// where the model runs: one rank (ivl_model_local_step) or any layout (parallel/dist.h). The
+// loop that admits, steps and finishes sequences is parallel/scheduler.h.
 #ifndef IVL_MODELS_GENERATE_H
 #define IVL_MODELS_GENERATE_H
 
@@ -71,31 +72,5 @@ void ivl_sample_probs(float *logits, int64_t V, const int32_t *history, int n_hi
 // argmax when !do_sample, else one draw from ivl_sample_probs with the seeded generator.
 int32_t ivl_sample_next(float *logits, int64_t V, const int32_t *history, int n_history,
                         const ivl_sampling *s, uint64_t *rng_state);
-
-typedef struct {
-    const int32_t *ids;        // prompt token ids
-    int64_t n;
-    const int64_t *img_row;    // per prompt token: image-embedding row or -1; NULL = none
-} ivl_gen_prompt;
-
-typedef struct {
-    int max_new_tokens;
-    int32_t stop_id;           // template separator; generation stops after emitting it
-    ivl_sampling sampling;
-    // Called for every generated token as it is chosen (streaming); may be NULL.
-    void (*on_token)(void *ctx, int seq, int32_t token);
-    // Optional: called after each step's tokens went to on_token while sequences remain; a
-    // nonzero return ends generation there (cancel, timeout, a stop string). With several
-    // ranks every rank must get the same answer (the caller agrees it, e.g. a broadcast).
-    int (*should_stop)(void *ctx);
-    void *cb_ctx;
-    float *prefill_logits;     // optional out: [B, V] logits at each prompt's last position
-} ivl_gen_params;
-
-// Generates for B prompts; sequence i uses KV slot i (the caller resets them). out is
-// [B, max_new_tokens] (stop token included, then -1); out_len[i] = tokens produced.
-// The dump hook sees the prefill step only.
-void ivl_generate(const ivl_step *step, const ivl_gen_prompt *prompts, int B,
-                  const ivl_gen_params *p, int32_t *out, int *out_len, const ivl_dump *dump);
 
 #endif

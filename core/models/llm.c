@@ -114,28 +114,21 @@ int64_t ivl_kv_bytes_per_token(const ivl_llm_config *c, const ivl_llm_shard *s, 
 }
 
 void ivl_kv_cache_init(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard *s,
-                       int slots, int64_t max_ctx, ivl_kv_cache *kv) {
+                       int64_t n_blocks, int block_size, ivl_kv_cache *kv) {
+    IVL_CHECK(n_blocks >= 1 && block_size >= 1, "KV cache of %lld blocks of %d positions",
+              (long long)n_blocks, block_size);
     memset(kv, 0, sizeof *kv);
-    kv->slots = slots;
-    kv->max_ctx = max_ctx;
+    kv->n_blocks = n_blocks;
+    kv->block_size = block_size;
     kv->k = ivl_calloc((size_t)c->layers, sizeof *kv->k);
     kv->v = ivl_calloc((size_t)c->layers, sizeof *kv->v);
+    const int64_t rows = n_blocks * block_size, w = (int64_t)s->kv_heads * c->head_dim;
     for (int l = s->layer0; l < s->layer1; l++) {
-        kv->k[l] = ivl_backend_alloc_2d(be, (int64_t)slots * max_ctx, (int64_t)s->kv_heads * c->head_dim);
-        kv->v[l] = ivl_backend_alloc_2d(be, (int64_t)slots * max_ctx, (int64_t)s->kv_heads * c->head_dim);
+        kv->k[l] = ivl_backend_alloc_2d(be, rows, w);
+        kv->v[l] = ivl_backend_alloc_2d(be, rows, w);
     }
-    kv->len = ivl_calloc((size_t)slots, sizeof *kv->len);
-    kv->rope_len = ivl_calloc((size_t)slots, sizeof *kv->rope_len);
-    for (int i = 0; i < slots; i++) ivl_kv_cache_reset_slot(kv, i);
     kv->layer0 = s->layer0;
     kv->layer1 = s->layer1;
-    (void)c;
-}
-
-void ivl_kv_cache_reset_slot(ivl_kv_cache *kv, int slot) {
-    IVL_ASSERT(slot >= 0 && slot < kv->slots);
-    kv->len[slot] = 0;
-    kv->rope_len[slot] = 0;
 }
 
 void ivl_kv_cache_free(ivl_backend *be, const ivl_llm_shard *s, ivl_kv_cache *kv) {
@@ -145,8 +138,6 @@ void ivl_kv_cache_free(ivl_backend *be, const ivl_llm_shard *s, ivl_kv_cache *kv
     }
     free(kv->k);
     free(kv->v);
-    free(kv->len);
-    free(kv->rope_len);
     memset(kv, 0, sizeof *kv);
     (void)s;
 }
@@ -201,19 +192,22 @@ static void llm_attention(ivl_backend *be, const ivl_llm_config *c, const ivl_ll
     be->matmul_n(be, 3, qkv, &s->h, wqkv);
     be->rope(be, &s->q, sh->heads, hd, s->cos, s->sin);
     be->rope(be, &s->k, sh->kv_heads, hd, s->cos, s->sin);
-    // The step's new k/v rows go to each sequence's slot, then one attention call covers
-    // every sequence: two scatters and one attention per layer whatever the batch (a loop of
-    // copy/copy/attention per sequence was 3 launches per sequence on a GPU).
+    // The step's new k/v rows go to each sequence's blocks, then one attention call covers
+    // every sequence, reading its keys through its block table: two scatters and one
+    // attention per layer whatever the batch.
+    const int64_t bs = kv->block_size;
     int64_t N = 0;
     for (int i = 0; i < nseq; i++) N += seqs[i].n;
     int64_t *rows = ivl_malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
     ivl_attn_seq *as = ivl_malloc(sizeof(ivl_attn_seq) * (size_t)(nseq ? nseq : 1));
     for (int64_t i = 0, r0 = 0; i < nseq; r0 += seqs[i].n, i++) {
-        const int slot = seqs[i].slot;
-        const int64_t n = seqs[i].n, pos0 = kv->len[slot];
-        const int64_t base = (int64_t)slot * kv->max_ctx;
-        for (int64_t t = 0; t < n; t++) rows[r0 + t] = base + pos0 + t;
-        as[i] = (ivl_attn_seq){.q_row0 = r0, .n = n, .kv_row0 = base, .len = pos0 + n};
+        const int64_t n = seqs[i].n, pos0 = seqs[i].pos0;
+        for (int64_t t = 0; t < n; t++) {
+            const int64_t p = pos0 + t;
+            rows[r0 + t] = (int64_t)seqs[i].blocks[p / bs] * bs + p % bs;
+        }
+        as[i] = (ivl_attn_seq){.q_row0 = r0, .n = n, .kv_row0 = 0, .len = pos0 + n,
+                               .blocks = seqs[i].blocks, .block_size = (int)bs};
     }
     be->scatter_rows(be, &kv->k[l], &s->k, rows, N);
     be->scatter_rows(be, &kv->v[l], &s->v, rows, N);
@@ -230,20 +224,20 @@ void ivl_llm_forward_layers(ivl_backend *be, const ivl_llm_config *c, const ivl_
     const int64_t D = c->hidden, hd = c->head_dim, half = hd / 2;
     int64_t N = 0;
     for (int i = 0; i < nseq; i++) {
-        const int slot = seqs[i].slot;
-        IVL_CHECK(slot >= 0 && slot < kv->slots, "KV slot %d out of range", slot);
-        IVL_CHECK(kv->len[slot] + seqs[i].n <= kv->max_ctx,
-                  "sequence in slot %d needs %lld positions, the KV cache holds %lld per "
-                  "sequence (raise the context length)",
-                  slot, (long long)(kv->len[slot] + seqs[i].n), (long long)kv->max_ctx);
-        N += seqs[i].n;
+        const ivl_llm_seq *q = &seqs[i];
+        IVL_CHECK(q->pos0 >= 0 && q->n >= 0, "sequence %d of a step: positions %lld + %lld", i,
+                  (long long)q->pos0, (long long)q->n);
+        const int64_t need = (q->pos0 + q->n + kv->block_size - 1) / kv->block_size;
+        IVL_CHECK(q->n == 0 || (q->blocks && q->n_blocks >= need),
+                  "sequence %d of a step reaches position %lld but its block table holds %lld "
+                  "blocks of %d", i, (long long)(q->pos0 + q->n - 1), (long long)q->n_blocks,
+                  kv->block_size);
+        for (int64_t b = 0; b < need; b++)
+            IVL_CHECK(q->blocks[b] >= 0 && q->blocks[b] < kv->n_blocks,
+                      "sequence %d: block %d out of the KV pool (%lld blocks)", i, q->blocks[b],
+                      (long long)kv->n_blocks);
+        N += q->n;
     }
-    // A slot twice in one step would append both sequences' tokens at the same cache rows.
-    for (int i = 0; i < nseq; i++)
-        for (int j = i + 1; j < nseq && seqs[i].n > 0; j++)
-            IVL_CHECK(seqs[j].slot != seqs[i].slot || seqs[j].n == 0,
-                      "KV slot %d is given to two sequences of one step (%d and %d)",
-                      seqs[i].slot, i, j);
     IVL_CHECK(ivl_tensor_rows(x) == N && ivl_tensor_cols(x) == D, "hidden state must be [%lld, %lld]",
               (long long)N, (long long)D);
     llm_scratch s;
@@ -257,9 +251,8 @@ void ivl_llm_forward_layers(ivl_backend *be, const ivl_llm_config *c, const ivl_
     s.cos = ivl_malloc((size_t)(N * half) * sizeof(float));
     s.sin = ivl_malloc((size_t)(N * half) * sizeof(float));
     // RoPE rows for every token of the step: the same for all layers.
-    for (int i = 0, r0 = 0; i < nseq; r0 += (int)seqs[i].n, i++)
-        ivl_llm_rope_rows(c, kv->len[seqs[i].slot], seqs[i].n, &kv->rope_len[seqs[i].slot],
-                          s.cos + r0 * half, s.sin + r0 * half);
+    for (int64_t i = 0, r0 = 0; i < nseq; r0 += seqs[i].n, i++)
+        ivl_llm_rope_rows(c, seqs[i].pos0, seqs[i].n, s.cos + r0 * half, s.sin + r0 * half);
 
     for (int l = sh->layer0; l < sh->layer1; l++) {
         const ivl_llm_layer *L = &w->layers[l];
@@ -279,7 +272,6 @@ void ivl_llm_forward_layers(ivl_backend *be, const ivl_llm_config *c, const ivl_
         snprintf(name, sizeof name, "llm.layer.%d", l);
         ivl_dump_tensor(dump, name, be, x);
     }
-    for (int i = 0; i < nseq; i++) kv->len[seqs[i].slot] += seqs[i].n;
     ivl_tensor *bufs[] = {&s.h, &s.q, &s.attn, &s.k, &s.v, &s.gate, &s.up};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->free(be, bufs[i]);
     free(s.cos);

@@ -58,28 +58,38 @@ int ivl_llm_load(ivl_backend *be, const ivl_weight_reader *r, const ivl_llm_conf
 void ivl_llm_free(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard *s,
                   ivl_llm_weights *w);
 
-// KV cache: `slots` sequences of up to max_ctx tokens each, for the shard's layers.
+// KV cache: a pool of fixed-size blocks for the shard's layers (paged KV). Block b holds
+// block_size consecutive positions of whichever sequence's block table names it; which
+// blocks a sequence owns is decided by the scheduler (parallel/kv.h), identically on every
+// rank, so every rank's pool has the same number of blocks (the bytes per block differ with
+// the rank's layers and KV heads).
 typedef struct {
-    int slots;
-    int64_t max_ctx;
-    ivl_tensor *k, *v;         // per global layer (only the shard's): [slots * max_ctx, Kl*hd]
-    int64_t *len;              // tokens cached per slot
-    int64_t *rope_len;         // dynamic NTK state per slot: the longest KV length seen
+    int64_t n_blocks;
+    int block_size;            // positions per block
+    ivl_tensor *k, *v;         // per global layer (only the shard's): [n_blocks * block_size, Kl*hd]
     int layer0, layer1;        // the shard's layers
 } ivl_kv_cache;
 
 void ivl_kv_cache_init(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard *s,
-                       int slots, int64_t max_ctx, ivl_kv_cache *kv);
+                       int64_t n_blocks, int block_size, ivl_kv_cache *kv);
 void ivl_kv_cache_free(ivl_backend *be, const ivl_llm_shard *s, ivl_kv_cache *kv);
-void ivl_kv_cache_reset_slot(ivl_kv_cache *kv, int slot);
 // Bytes the cache needs per token for one rank (for sizing from memory).
 int64_t ivl_kv_bytes_per_token(const ivl_llm_config *c, const ivl_llm_shard *s, ivl_dtype dt);
+// The KV length up to which a position's RoPE rotation does not depend on the call it is
+// computed in (InternLM2 dynamic NTK: max_position_embeddings; Phi-3 LongRoPE: the original
+// max position; plain RoPE: no limit). Below it, cached keys are the same whether a prompt is
+// prefilled whole, in chunks, or after a shared prefix (parallel/scheduler.h relies on it).
+int64_t ivl_llm_rope_exact_len(const ivl_llm_config *c);
 
-// One sequence's part of a step: its tokens are the next `n` rows of x and continue the
-// sequence in `slot` (positions kv->len[slot] ...).
+// One sequence's part of a step: its tokens are the next `n` rows of x, at positions
+// pos0 .. pos0+n-1; positions 0 .. pos0-1 are already in the cache. Position p lives in
+// block blocks[p / block_size], row p % block_size (the block table has at least
+// ceil((pos0 + n) / block_size) entries).
 typedef struct {
-    int slot;
+    int64_t pos0;
     int64_t n;
+    const int32_t *blocks;
+    int64_t n_blocks;
 } ivl_llm_seq;
 
 // x [N, D] = embeddings of ids (vocab-parallel: rows outside this rank's range are zero
@@ -88,8 +98,8 @@ void ivl_llm_embed(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard
                    const ivl_llm_weights *w, const ivl_tp_ctx *tp, const int32_t *ids,
                    int64_t n, ivl_tensor *x);
 
-// Runs the shard's layers over x [N, D] in place (N = sum of seqs[i].n), appending to the KV
-// cache and advancing kv->len of every slot by its n. Dumps llm.layer.L ([N, D]).
+// Runs the shard's layers over x [N, D] in place (N = sum of seqs[i].n), writing the new
+// rows' keys and values into each sequence's blocks. Dumps llm.layer.L ([N, D]).
 void ivl_llm_forward_layers(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard *s,
                             const ivl_llm_weights *w, const ivl_tp_ctx *tp, ivl_kv_cache *kv,
                             const ivl_llm_seq *seqs, int nseq, ivl_tensor *x,
@@ -110,9 +120,9 @@ void ivl_llm_argmax(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shar
                     int32_t *ids_host);
 
 // RoPE cos/sin rows for positions pos0 .. pos0+n-1 of one sequence (f32 [n, head_dim/2]),
-// following the model's scaling (spec 4.2 dynamic NTK, spec 5 LongRoPE). *rope_len is the
-// dynamic-NTK state of the sequence (the longest KV length seen) and is updated.
-void ivl_llm_rope_rows(const ivl_llm_config *c, int64_t pos0, int64_t n, int64_t *rope_len,
-                       float *cos_out, float *sin_out);
+// following the model's scaling (spec 4.2 dynamic NTK, spec 5 LongRoPE), for a call whose KV
+// length is pos0 + n (positions only grow, so that is also the longest length seen).
+void ivl_llm_rope_rows(const ivl_llm_config *c, int64_t pos0, int64_t n, float *cos_out,
+                       float *sin_out);
 
 #endif

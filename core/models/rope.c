@@ -5,7 +5,8 @@
 // InternLM2 dynamic NTK (spec 4.2): the table is rebuilt when the KV length L of a forward call
 // exceeds the longest length seen so far; past max_position_embeddings the base becomes
 // theta * ((f * L / max) - (f - 1)) ^ (hd / (hd - 2)). The state never shrinks, and keys
-// already cached keep their rotation. We keep this state per sequence.
+// already cached keep their rotation. Per sequence, positions only grow, so the longest length
+// seen is the KV length of the current call, pos0 + n.
 //
 // Phi-3 LongRoPE "su" (spec 5): per forward call, S = largest position in the call + 1;
 // S > original_max_position_embeddings selects long_factor, else short_factor; cos and sin are
@@ -15,8 +16,14 @@
 
 #include <math.h>
 
-void ivl_llm_rope_rows(const ivl_llm_config *c, int64_t pos0, int64_t n, int64_t *rope_len,
-                       float *cos_out, float *sin_out) {
+int64_t ivl_llm_rope_exact_len(const ivl_llm_config *c) {
+    if (c->rope_scaling == IVL_ROPE_DYNAMIC) return c->max_position;
+    if (c->rope_scaling == IVL_ROPE_SU) return c->original_max_position;
+    return INT64_MAX;
+}
+
+void ivl_llm_rope_rows(const ivl_llm_config *c, int64_t pos0, int64_t n, float *cos_out,
+                       float *sin_out) {
     const int hd = c->head_dim, half = hd / 2;
     IVL_CHECK(half <= IVL_MAX_ROPE_FACTORS, "head_dim %d too large", hd);
     double base = c->rope_theta;
@@ -25,9 +32,8 @@ void ivl_llm_rope_rows(const ivl_llm_config *c, int64_t pos0, int64_t n, int64_t
     int64_t kv_len = pos0 + n;
 
     if (c->rope_scaling == IVL_ROPE_DYNAMIC) {
-        if (kv_len > *rope_len) *rope_len = kv_len;
-        if (*rope_len > c->max_position) {
-            double f = c->rope_factor, L = (double)*rope_len;
+        if (kv_len > c->max_position) {
+            double f = c->rope_factor, L = (double)kv_len;
             base = c->rope_theta *
                    pow(f * L / c->max_position - (f - 1.0), (double)hd / (hd - 2));
         }

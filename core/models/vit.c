@@ -171,7 +171,7 @@ static void vit_layer_forward(ivl_backend *be, const ivl_vit_config *c, const iv
     }
     // Bidirectional attention within each tile, all tiles in one call (one launch on CUDA).
     ivl_attn_seq *ts = ivl_malloc((size_t)tiles * sizeof *ts);
-    for (int64_t t = 0; t < tiles; t++) ts[t] = (ivl_attn_seq){t * N, N, t * N, N};
+    for (int64_t t = 0; t < tiles; t++) ts[t] = (ivl_attn_seq){t * N, N, t * N, N, NULL, 0};
     be->attention_batch(be, &s->attn, &s->q, &s->k, &s->v, H, H, hd, 0, ts, (int)tiles,
                         1.0f / sqrtf((float)hd));
     free(ts);

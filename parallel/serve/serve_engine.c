@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "core/text/chat.h"
+#include "parallel/generate.h"
 
 enum { CMD_JOB = 1, CMD_EXIT = 2 };
 
@@ -83,11 +84,20 @@ static void run_job(run_ctx *c, const job_header *h, int32_t *ids, float *pixels
     int64_t *img_row = ivl_malloc((size_t)h->n_ids * sizeof *img_row);
     int32_t ctx_id = ivl_chat_image_context_id(s->tok);
     for (int64_t i = 0, r = 0; i < h->n_ids; i++) img_row[i] = h->tiles && ids[i] == ctx_id ? r++ : -1;
-    ivl_session_kv_init(s, 1, h->n_ids + h->max_new);
-    if (c->j) ivl_serve_metrics_gauges(c->e->metrics, ivl_serve_queue_len(c->e->queue), 1,
-                                       h->n_ids + h->max_new);
-    ivl_step step = ivl_session_step(s);
-    ivl_gen_prompt gp = {ids, h->n_ids, h->tiles ? img_row : NULL};
+    uint64_t *keys = NULL;
+    if (h->tiles) {   // content keys of the image rows: the prefix cache knows the same images
+        int tiles = (int)h->tiles;
+        keys = ivl_malloc((size_t)h->n_ids * sizeof *keys);
+        ivl_image_row_keys(pixels, 3 * S * S, &tiles, 1, cfg->proj.tokens_per_tile, img_row,
+                           h->n_ids, keys);
+    }
+    if (c->j) {
+        ivl_sched_stats st;
+        ivl_sched_get_stats(s->sched, &st);
+        ivl_serve_metrics_gauges(c->e->metrics, ivl_serve_queue_len(c->e->queue), 1,
+                                 st.blocks_used);
+    }
+    ivl_gen_prompt gp = {ids, h->n_ids, h->tiles ? img_row : NULL, keys, &s->embeds};
     ivl_sampling samp = ivl_sampling_default();
     samp.do_sample = (int)h->do_sample;
     samp.temperature = h->temperature;
@@ -101,8 +111,8 @@ static void run_job(run_ctx *c, const job_header *h, int32_t *ids, float *pixels
     int32_t *gen = ivl_malloc((size_t)h->max_new * sizeof *gen);
     int ngen = 0;
     if (c->stream) ivl_token_stream_reset(c->stream);
-    ivl_generate(&step, &gp, 1, &par, gen, &ngen, NULL);
-    ivl_session_kv_free(s);   // the sequence's KV goes at once, finished or cancelled
+    ivl_generate(ivl_session_engine(s), &gp, 1, &par, gen, &ngen, NULL);
+    free(keys);
     ivl_session_encode_images(s, NULL, NULL);
     if (c->j) {
         size_t n;
@@ -145,6 +155,15 @@ static ivl_serve_job *next_job(ivl_serve_engine *e, double grace_end) {
 int ivl_serve_engine_run(ivl_serve_engine *e) {
     ivl_session *s = e->s;
     const int root = s->rank == 0;
+    // One paged KV cache for the server's life (made by the caller, or here): a finished
+    // request's blocks stay in the prefix cache, so the next turn of a conversation
+    // prefills only its new message.
+    if (!s->sched && ivl_session_kv_init(s, &e->kvo) != 0) ivl_die(1, "%s", ivl_last_error());
+    if (root) {
+        char d[160];
+        ivl_session_kv_describe(s, d, sizeof d);
+        LOG_INFO("serve: %s", d);
+    }
     run_ctx c = {.e = e, .stream = root ? ivl_token_stream_new(s->tok, 1) : NULL};
     double grace_end = 0;
     int trimmed = 1, draining = 0;

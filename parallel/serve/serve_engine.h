@@ -4,11 +4,12 @@
 // session's step, as `internvl chat` does. Tokens stream back into the job on rank 0
 // (detokenised incrementally, stop strings applied). Between decode steps rank 0 decides
 // whether to stop (client gone, per-request timeout, stop string, shutdown grace over) and
-// broadcasts that decision, so every rank leaves the loop at the same step. The KV cache is
-// freed after each job.
+// broadcasts that decision, so every rank leaves the loop at the same step. One paged KV
+// cache (parallel/scheduler.h) serves every job; its prefix cache keeps finished requests'
+// blocks for the next turn of a conversation.
 //
-// One sequence at a time: the batching scheduler (continuous batching, paged KV) replaces
-// the inside of this loop later; the queue, job and HTTP layers stay.
+// One request at a time: running several jobs in one batch through the scheduler replaces
+// the inside of this loop; the queue, job and HTTP layers stay.
 #ifndef IVL_SERVE_ENGINE_H
 #define IVL_SERVE_ENGINE_H
 
@@ -27,6 +28,7 @@ typedef struct {
     double grace_s;                       // after a shutdown signal, running jobs get this long
     void (*on_drain)(void *ctx);          // rank 0: stop accepting (called once)
     void *drain_ctx;
+    ivl_kv_opts kvo;                      // the KV cache (--kv-mem ...)
 } ivl_serve_engine;
 
 // Runs until a shutdown signal has drained the queue. Collective. Returns 0.

@@ -96,8 +96,9 @@ int ivl_serve_prepare(const ivl_serve_model *m, const ivl_serve_request *r, ivl_
         return ivl_serve_fail(e, 400, "messages", "%s", ivl_last_error());
     }
     // The context is max_position_embeddings even where dynamic RoPE scaling would go on
-    // (`internvl chat` allows that): the KV cache of a request is allocated up front.
-    const int ctx = cfg->llm.max_position;
+    // (`internvl chat` allows that), or what the server's KV cache holds when that is less.
+    const int ctx = m->context > 0 && m->context < cfg->llm.max_position ? (int)m->context
+                                                                          : cfg->llm.max_position;
     int max_new = r->max_tokens;
     if (!max_new) {
         max_new = m->default_max_tokens;
@@ -105,7 +106,7 @@ int ivl_serve_prepare(const ivl_serve_model *m, const ivl_serve_request *r, ivl_
     }
     if (max_new < 1 || ids.n + max_new > ctx) {
         ivl_serve_fail(e, 400, "messages", "the conversation needs %d prompt tokens (%d image "
-                       "tiles) + %d new tokens, more than the model's context of %d positions: "
+                       "tiles) + %d new tokens, more than the context of %d positions: "
                        "send fewer images, a smaller max_tiles or max_tokens", ids.n, j->tiles,
                        max_new < 1 ? 1 : max_new, ctx);
         e->code = "context_length_exceeded";

@@ -22,6 +22,8 @@ typedef struct {
     int default_max_tokens;       // when the request gives none (clipped to the context)
     double timeout_s;             // per request, from arrival
     ivl_serve_media_opts media;
+    int64_t context;              // positions a request may use: the model's context, or the
+                                  // KV cache's when smaller (0: the model's)
 } ivl_serve_model;
 
 // Fills j's input (ids, pixels, sampling, limits, id, times). 0, or -1 with *e (4xx).

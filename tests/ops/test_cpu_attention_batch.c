@@ -79,12 +79,12 @@ static void bad_calls(ivl_backend *be) {
     ivl_tensor q = ivl_backend_alloc_2d(be, 8, H * hd), o = ivl_backend_alloc_2d(be, 8, H * hd);
     ivl_tensor k = ivl_backend_alloc_2d(be, 20, K * hd), v = ivl_backend_alloc_2d(be, 20, K * hd);
     ivl_tensor v2 = ivl_backend_alloc_2d(be, 19, K * hd), o2 = ivl_backend_alloc_2d(be, 7, H * hd);
-    ivl_attn_seq ok = {0, 2, 10, 5};
-    ivl_attn_seq more_q_than_keys = {0, 6, 0, 5}, keys_past_end = {0, 1, 16, 5};
-    ivl_attn_seq q_past_end = {7, 2, 0, 5}, neg_row = {-1, 1, 0, 5}, neg_n = {0, -1, 0, 5};
+    ivl_attn_seq ok = {0, 2, 10, 5, NULL, 0};
+    ivl_attn_seq more_q_than_keys = {0, 6, 0, 5, NULL, 0}, keys_past_end = {0, 1, 16, 5, NULL, 0};
+    ivl_attn_seq q_past_end = {7, 2, 0, 5, NULL, 0}, neg_row = {-1, 1, 0, 5, NULL, 0}, neg_n = {0, -1, 0, 5, NULL, 0};
     be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &ok, 1, 0.125f);   // accepted
     check_true("attention_batch accepts a valid call", 1);
-    ivl_attn_seq no_keys = {0, 2, 10, 0};
+    ivl_attn_seq no_keys = {0, 2, 10, 0, NULL, 0};
     be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 0, &more_q_than_keys, 1, 0.125f);
     check_true("attention_batch accepts n > len when bidirectional", 1);
     expect_rejected("attention_batch: len 0 (bidirectional)",
