@@ -55,11 +55,19 @@ static void on_token(void *vctx, int seq, int32_t token) {
 }
 
 // Collective: rank 0 decides, every rank gets the same answer.
+static void kv_gauges(ivl_serve_engine *e, int running) {
+    ivl_sched_stats st;
+    ivl_sched_get_stats(e->s->sched, &st);
+    ivl_serve_metrics_gauges(e->metrics, ivl_serve_queue_len(e->queue), running, st.blocks_used,
+                             st.blocks_cached, st.blocks_total);
+}
+
 static int should_stop(void *vctx) {
     run_ctx *c = vctx;
     ivl_session *s = c->e->s;
     int32_t stop = 0;
     if (c->j) {
+        kv_gauges(c->e, 1);
         double now = ivl_serve_now();
         if (*c->e->shutdown && !c->grace_end) c->grace_end = now + c->e->grace_s;
         c->reason = c->stop_hit ? "stop"
@@ -90,12 +98,6 @@ static void run_job(run_ctx *c, const job_header *h, int32_t *ids, float *pixels
         keys = ivl_malloc((size_t)h->n_ids * sizeof *keys);
         ivl_image_row_keys(pixels, 3 * S * S, &tiles, 1, cfg->proj.tokens_per_tile, img_row,
                            h->n_ids, keys);
-    }
-    if (c->j) {
-        ivl_sched_stats st;
-        ivl_sched_get_stats(s->sched, &st);
-        ivl_serve_metrics_gauges(c->e->metrics, ivl_serve_queue_len(c->e->queue), 1,
-                                 st.blocks_used);
     }
     ivl_gen_prompt gp = {ids, h->n_ids, h->tiles ? img_row : NULL, keys, &s->embeds};
     ivl_sampling samp = ivl_sampling_default();
@@ -137,7 +139,7 @@ static void run_job(run_ctx *c, const job_header *h, int32_t *ids, float *pixels
 // time is up are finished here without running.
 static ivl_serve_job *next_job(ivl_serve_engine *e, double grace_end) {
     ivl_serve_job *j = ivl_serve_queue_pop(e->queue, 0.05);
-    ivl_serve_metrics_gauges(e->metrics, ivl_serve_queue_len(e->queue), 0, 0);
+    kv_gauges(e, 0);
     if (!j) return NULL;
     double now = ivl_serve_now();
     const char *skip = atomic_load(&j->cancel) ? "cancelled"

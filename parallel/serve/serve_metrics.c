@@ -46,11 +46,13 @@ void ivl_serve_metrics_done(ivl_serve_metrics *m, int prompt_tokens, int complet
 }
 
 void ivl_serve_metrics_gauges(ivl_serve_metrics *m, int queue_length, int running,
-                              int64_t kv_tokens) {
+                              int64_t kv_used, int64_t kv_cached, int64_t kv_total) {
     pthread_mutex_lock(&m->mu);
     m->queue_length = queue_length;
     m->running = running;
-    m->kv_tokens = kv_tokens;
+    m->kv_used = kv_used;
+    m->kv_cached = kv_cached;
+    m->kv_total = kv_total;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -123,13 +125,19 @@ char *ivl_serve_metrics_render(ivl_serve_metrics *m) {
              "Seconds from a request's arrival to its last token.", &m->e2e);
     put(&b, "# HELP ivl_serve_queue_length Requests waiting for the engine.\n"
             "# TYPE ivl_serve_queue_length gauge\nivl_serve_queue_length %d\n", m->queue_length);
-    put(&b, "# HELP ivl_serve_running_sequences Sequences being generated (one at a time until "
-            "the batching scheduler exists).\n"
+    put(&b, "# HELP ivl_serve_running_sequences Sequences being generated (one request at a "
+            "time).\n"
             "# TYPE ivl_serve_running_sequences gauge\nivl_serve_running_sequences %d\n", m->running);
-    put(&b, "# HELP ivl_serve_kv_cache_tokens KV cache positions allocated for the running "
-            "sequence (no paged KV blocks yet).\n"
-            "# TYPE ivl_serve_kv_cache_tokens gauge\nivl_serve_kv_cache_tokens %lld\n",
-        (long long)m->kv_tokens);
+    put(&b, "# HELP ivl_serve_kv_blocks_used KV cache blocks referenced by running sequences.\n"
+            "# TYPE ivl_serve_kv_blocks_used gauge\nivl_serve_kv_blocks_used %lld\n",
+        (long long)m->kv_used);
+    put(&b, "# HELP ivl_serve_kv_blocks_cached KV cache blocks held only by the prefix cache "
+            "(reusable by a request with the same prefix, evicted when blocks run out).\n"
+            "# TYPE ivl_serve_kv_blocks_cached gauge\nivl_serve_kv_blocks_cached %lld\n",
+        (long long)m->kv_cached);
+    put(&b, "# HELP ivl_serve_kv_blocks_total KV cache blocks in the pool (--kv-mem).\n"
+            "# TYPE ivl_serve_kv_blocks_total gauge\nivl_serve_kv_blocks_total %lld\n",
+        (long long)m->kv_total);
     put(&b, "# HELP ivl_serve_uptime_seconds Seconds since the server started.\n"
             "# TYPE ivl_serve_uptime_seconds gauge\nivl_serve_uptime_seconds %.3f\n",
         ivl_serve_now() - m->start);

@@ -24,7 +24,8 @@ typedef struct {
     ivl_serve_hist e2e;              // seconds from arrival to the last token
     int queue_length;                // waiting jobs
     int running;                     // sequences being generated (0 or 1: one at a time)
-    int64_t kv_tokens;               // KV cache positions allocated for the running sequence
+    int64_t kv_used, kv_cached, kv_total;   // KV blocks referenced by sequences / held only by
+                                            // the prefix cache / in the pool
     double start;                    // monotonic seconds at start
 } ivl_serve_metrics;
 
@@ -34,7 +35,7 @@ void ivl_serve_metrics_status(ivl_serve_metrics *m, int status);
 void ivl_serve_metrics_done(ivl_serve_metrics *m, int prompt_tokens, int completion_tokens,
                             double ttft, double tpot, double e2e, const char *finish_reason);
 void ivl_serve_metrics_gauges(ivl_serve_metrics *m, int queue_length, int running,
-                              int64_t kv_tokens);
+                              int64_t kv_used, int64_t kv_cached, int64_t kv_total);
 void ivl_serve_metrics_queue(ivl_serve_metrics *m, int queue_length);
 // The exposition text (malloc'ed).
 char *ivl_serve_metrics_render(ivl_serve_metrics *m);

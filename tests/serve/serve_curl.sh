@@ -177,7 +177,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 grep -q '^ivl_serve_cancelled_total 1$' "$WORK/metrics" || fail "disconnect did not cancel: $(grep -E 'cancel|running' "$WORK/metrics")"
-grep -q '^ivl_serve_kv_cache_tokens 0$' "$WORK/metrics" || fail "KV not freed after the cancel"
+grep -q '^ivl_serve_kv_blocks_used 0$' "$WORK/metrics" || fail "KV not freed after the cancel"
 ok "client disconnect mid-stream: cancelled, no sequence running, KV freed ($(grep -c '"content"' "$WORK/sse") chunks got)"
 for m in ivl_serve_requests_total ivl_serve_prompt_tokens_total ivl_serve_completion_tokens_total \
          ivl_serve_time_to_first_token_seconds_bucket ivl_serve_time_per_output_token_seconds_bucket \

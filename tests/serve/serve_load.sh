@@ -30,6 +30,6 @@ assert after <= idle + 48, f"RSS idle {idle} MiB, after the load {after} MiB"
 print(f"RSS idle {idle} MiB, after 64 clients x 128 requests {after} MiB")
 PYEOF
 fi
-curl -s "$URL/metrics" | grep -E '^ivl_serve_(requests_total|queue_length|running_sequences|kv_cache_tokens)'
+curl -s "$URL/metrics" | grep -E '^ivl_serve_(requests_total|queue_length|running_sequences|kv_blocks_used|kv_blocks_cached)'
 serve_stop
 ok "load test passed"

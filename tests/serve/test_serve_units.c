@@ -173,12 +173,12 @@ static void test_metrics(void) {
     ivl_serve_metrics_status(&m, 200);
     ivl_serve_metrics_status(&m, 429);
     ivl_serve_metrics_done(&m, 100, 10, 0.3, 0.02, 0.5, "cancelled");
-    ivl_serve_metrics_gauges(&m, 3, 1, 612);
+    ivl_serve_metrics_gauges(&m, 3, 1, 38, 5, 400);
     char *t = ivl_serve_metrics_render(&m);
     EXPECT(strstr(t, "ivl_serve_requests_total{status=\"429\"} 1\n") &&
            strstr(t, "ivl_serve_time_to_first_token_seconds_bucket{le=\"0.5\"} 1\n") &&
            strstr(t, "ivl_serve_time_to_first_token_seconds_bucket{le=\"0.25\"} 0\n") &&
-           strstr(t, "ivl_serve_queue_length 3\n") && strstr(t, "ivl_serve_kv_cache_tokens 612\n") &&
+           strstr(t, "ivl_serve_queue_length 3\n") && strstr(t, "ivl_serve_kv_blocks_used 38\n") && strstr(t, "ivl_serve_kv_blocks_total 400\n") &&
            strstr(t, "ivl_serve_cancelled_total 1\n") && strstr(t, "ivl_serve_prompt_tokens_total 100\n"),
            "metrics text:\n%s", t);
     free(t);
