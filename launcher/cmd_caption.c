@@ -320,22 +320,33 @@ int cmd_caption(int argc, char **argv) {
     ivl_model *m = ses.model;
     // The paged KV cache: --kv-mem, or a share of the memory left, at most what max_seqs
     // sequences of the longest prompt would use; it must hold one such sequence.
+    // The cache must hold the smallest image (one tile); larger ones that do not fit become
+    // error lines naming the numbers.
+    ivl_caption_opts one = o;
+    one.max_tiles = 1;
+    const int64_t min_ctx = ivl_caption_max_ctx(tok, tmpl, &src->cfg, &one);
     kvo.max_seqs = o.max_seqs;
     kvo.step_tokens = o.batch_tokens;
-    kvo.min_positions = max_ctx;
+    kvo.min_positions = min_ctx;
     kvo.want_positions = (int64_t)o.max_seqs * max_ctx;
     if (ivl_session_kv_init(&ses, &kvo) != 0) ivl_die(1, "%s", ivl_last_error());
+    const int64_t kv_pos = ses.dist.kv.n_blocks * ses.dist.kv.block_size;
     if (rank == 0) {
-        char d[160];
+        char d[200];
         ivl_session_kv_describe(&ses, d, sizeof d);
         LOG_INFO("%s; one image needs at most %lld (%d tiles); step budget %lld rows, at most "
                  "%d sequences", d, (long long)max_ctx, o.max_tiles, (long long)o.batch_tokens,
                  o.max_seqs);
+        if (kv_pos < max_ctx)
+            LOG_WARN("the KV cache holds %lld positions, less than an image of %d tiles needs "
+                     "(%lld): such images become error lines; raise --kv-mem or lower --max-tiles",
+                     (long long)kv_pos, o.max_tiles + (src->cfg.use_thumbnail && o.max_tiles > 1),
+                     (long long)max_ctx);
     }
     ivl_caption_engine e = {.cfg = &m->cfg, .eng = ivl_session_engine(&ses), .be = be,
                             .tok = tok, .tmpl = tmpl, .stop_id = sp.stop,
                             .img_context = sp.img_context,
-                            .kv_positions = ses.dist.kv.n_blocks * ses.dist.kv.block_size,
+                            .kv_positions = kv_pos,
                             .kv_block = ses.dist.kv.block_size};
     e.encode = encode_share;
     e.tile_share = tile_share;

@@ -202,12 +202,14 @@ int ivl_session_kv_init(ivl_session *s, const ivl_kv_opts *o) {
     const int64_t positions = nb * bs, need = o->min_positions > 0 ? o->min_positions : 1;
     if (positions < need) {
         const int64_t need_bytes = (need + bs - 1) / bs * per_block;
-        return ivl_errorf("the KV cache is too small: %s%.1f MiB a rank holds %lld positions of "
-                          "this model (%lld blocks of %d, %lld KiB a position on %s rank), but "
-                          "one request needs %lld positions; give --kv-mem %lldM or more%s",
-                          o->kv_mem > 0 ? "--kv-mem " : "the default of ",
-                          (double)budget / (1 << 20), (long long)positions,
-                          (long long)nb, bs, (long long)(per_tok >> 10) ? (long long)(per_tok >> 10) : 1,
+        char have[32];
+        if (budget >= (1 << 20)) snprintf(have, sizeof have, "%.1f MiB", (double)budget / (1 << 20));
+        else snprintf(have, sizeof have, "%.1f KiB", (double)budget / 1024);
+        return ivl_errorf("the KV cache is too small: %s%s a rank holds %lld positions of this "
+                          "model (%lld blocks of %d, %lld bytes a position on %s rank), but one "
+                          "request needs %lld positions; give --kv-mem %lldM or more%s",
+                          o->kv_mem > 0 ? "--kv-mem " : "the default of ", have,
+                          (long long)positions, (long long)nb, bs, (long long)per_tok,
                           mine == nb ? "this" : "the tightest", (long long)need,
                           (long long)((need_bytes + (1 << 20) - 1) >> 20),
                           o->kv_mem > 0 ? "" : " (or lower --max-tiles / --max-new-tokens)");
@@ -235,9 +237,10 @@ ivl_engine *ivl_session_engine(ivl_session *s) {
 
 void ivl_session_kv_describe(const ivl_session *s, char *buf, size_t n) {
     const ivl_kv_cache *kv = &s->dist.kv;
-    snprintf(buf, n, "KV cache: %lld blocks of %d positions (%lld), %.1f MiB a rank",
-             (long long)kv->n_blocks, kv->block_size, (long long)(kv->n_blocks * kv->block_size),
-             (double)s->kv_bytes / (1 << 20));
+    const int64_t pos = kv->n_blocks * kv->block_size;
+    snprintf(buf, n, "KV cache: %lld blocks of %d positions (%lld positions, %lld bytes each), "
+             "%.1f MiB a rank", (long long)kv->n_blocks, kv->block_size, (long long)pos,
+             (long long)(pos ? s->kv_bytes / pos : 0), (double)s->kv_bytes / (1 << 20));
 }
 
 ivl_step ivl_session_step(ivl_session *s) {

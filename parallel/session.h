@@ -81,7 +81,8 @@ int ivl_session_kv_init(ivl_session *s, const ivl_kv_opts *o);
 void ivl_session_kv_free(ivl_session *s);
 // The engine over the session's model, scheduler and image embeddings (after kv_init).
 ivl_engine *ivl_session_engine(ivl_session *s);
-// A one-line description of the cache: "KV cache: 412 blocks of 16 positions (6592), 98 MiB a rank"
+// A one-line description of the cache: "KV cache: 412 blocks of 16 positions (6592 positions,
+// 16384 bytes each), 103.0 MiB a rank"
 void ivl_session_kv_describe(const ivl_session *s, char *buf, size_t n);
 
 // The step for ivl_generate over the current image embeddings and KV cache.
