@@ -4,7 +4,9 @@
 // 1, 3 and 17 queries (17 is past the CUDA batched kernel's limit), an empty one, lengths
 // from 1 to a few dozen, KV rows in non-contiguous slots of a shared cache (not in slot
 // order), query rows with a gap; GQA and MHA, head_dim 64 and 128; causal (the LLM) and
-// bidirectional (the ViT's tiles). Also: the bad calls the op must refuse.
+// bidirectional (the ViT's tiles). The same call through block tables (the paged KV cache:
+// each slot's rows scattered over permuted blocks of 4 positions of another pool) gives the
+// same bits. Also: the bad calls the op must refuse.
 #include "tests/ops/ops_test.h"
 
 #define SLOT_ROWS 48   // KV rows per slot (the cache's max context)
@@ -54,8 +56,33 @@ static void run_case(ivl_backend *be, head_cfg c, int nt, int causal) {
         be->attention(be, &o, &qq, &kk, &vv, c.H, c.K, c.hd, causal, causal ? s->len - s->n : 0,
                       scale);
     }
+    // Paged: slot s's rows j*4 .. j*4+3 live in block perm[s * 12 + j] of another pool.
+    enum { BS = 4, PER = SLOT_ROWS / BS, NB = SLOTS * PER };
+    int32_t perm[NB];
+    for (int b = 0; b < NB; b++) perm[b] = (int32_t)((b * 29 + 7) % NB);   // 29 is prime to 72
+    float *k2 = malloc(sizeof(float) * (size_t)(LK * kw)), *v2 = malloc(sizeof(float) * (size_t)(LK * kw));
+    for (int b = 0; b < NB; b++) {
+        memcpy(k2 + (int64_t)perm[b] * BS * kw, k + (int64_t)b * BS * kw, sizeof(float) * (size_t)(BS * kw));
+        memcpy(v2 + (int64_t)perm[b] * BS * kw, v + (int64_t)b * BS * kw, sizeof(float) * (size_t)(BS * kw));
+    }
+    ivl_tensor tk2 = dev_from(be, k2, LK, kw), tv2 = dev_from(be, v2, LK, kw);
+    ivl_tensor op = dev_from(be, fill, TQ, qw);
+    ivl_attn_seq pseqs[NSEQ];
+    for (int i = 0; i < NSEQ; i++) {
+        pseqs[i] = seqs[i];
+        pseqs[i].kv_row0 = 9999;   // ignored with a block table
+        pseqs[i].blocks = perm + g_seqs[i][2] * PER;
+        pseqs[i].block_size = BS;
+    }
+    be->attention_batch(be, &op, &tq, &tk2, &tv2, c.H, c.K, c.hd, causal, pseqs, NSEQ, scale);
+    float *pg = host_from(be, &op);
     float *a = host_from(be, &ob), *b = host_from(be, &ol);
     char what[160];
+    snprintf(what, sizeof what, "attention_batch through block tables == contiguous, H=%d K=%d "
+             "hd=%d, %s (bit for bit)", c.H, c.K, c.hd, causal ? "causal" : "bidirectional");
+    check_true(what, !memcmp(a, pg, sizeof(float) * (size_t)(TQ * qw)));
+    be->free(be, &tk2), be->free(be, &tv2), be->free(be, &op);
+    free(k2), free(v2), free(pg);
     snprintf(what, sizeof what, "attention_batch == per-sequence attention, H=%d K=%d hd=%d, "
              "%d sequences, %s, threads=%d (bit for bit)", c.H, c.K, c.hd, NSEQ,
              causal ? "causal" : "bidirectional", nt);
@@ -107,6 +134,10 @@ static void bad_calls(ivl_backend *be) {
                     be->attention_batch(be, &o2, &q, &k, &v, H, K, hd, 1, &ok, 1, 1));
     expect_rejected("attention_batch: out aliases q",
                     be->attention_batch(be, &q, &q, &k, &v, H, K, hd, 1, &ok, 1, 1));
+    int32_t far_block[2] = {5, 0};   // block 5: rows 20..23 of a 20-row k
+    ivl_attn_seq paged_out = {0, 2, 0, 5, far_block, 4};
+    expect_rejected("attention_batch: a block past the cache",
+                    be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, &paged_out, 1, 1));
     expect_rejected("attention_batch: seqs NULL",
                     be->attention_batch(be, &o, &q, &k, &v, H, K, hd, 1, NULL, 1, 1));
     ivl_tensor *all[] = {&q, &o, &k, &v, &v2, &o2};
