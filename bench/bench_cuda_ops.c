@@ -346,8 +346,9 @@ static void check_attention(const char *what, int64_t T, int64_t L, int H, int K
 
 // attention_batch (core/cuda/attention_batch.cu): sequences (n queries, len keys) whose KV
 // rows sit in a shared cache in permuted, gapped slots, query rows packed in order. One pass
-// with the batched kernel (n > 16 goes to the single-sequence path inside the op) and one
-// with IVL_CUDA_BATCH_ATTN=0 (the per-sequence fallback), both against the CPU.
+// with the batched kernel (n > 16 goes to the single-sequence path inside the op), one
+// with IVL_CUDA_BATCH_ATTN=0 (the per-sequence fallback), and one through block tables (the
+// paged KV cache; blocks of one row naming the same rows), all against the CPU.
 static void check_attention_batch(const char *what, int H, int KH, int hd, const int64_t *ns,
                                   const int64_t *lens, int nseq, int causal) {
     ivl_attn_seq *sq = ivl_malloc(sizeof *sq * (size_t)nseq);
@@ -377,6 +378,21 @@ static void check_attention_batch(const char *what, int H, int KH, int hd, const
         compare(name, &o, TOL_ATTN);
     }
     env_restore("IVL_CUDA_BATCH_ATTN", had, keep);
+    int32_t *tbl = ivl_malloc(sizeof(int32_t) * (size_t)LK);
+    ivl_attn_seq *pq = ivl_malloc(sizeof *pq * (size_t)nseq);
+    for (int i = 0; i < nseq; i++) {
+        pq[i] = sq[i];
+        pq[i].blocks = tbl + sq[i].kv_row0;
+        pq[i].block_size = 1;
+        for (int64_t j = 0; j < sq[i].len; j++) tbl[sq[i].kv_row0 + j] = (int32_t)(sq[i].kv_row0 + j);
+    }
+    g_gpu->zero(g_gpu, &o.g);
+    g_gpu->attention_batch(g_gpu, &o.g, &q.g, &k.g, &v.g, H, KH, hd, causal, pq, nseq, sc);
+    snprintf(name, sizeof name, "attention_batch %s x%d H=%d/%d hd=%d%s [paged]", what, nseq, H,
+             KH, hd, causal ? "" : " bidir");
+    compare(name, &o, TOL_ATTN);
+    free(tbl);
+    free(pq);
     trio_free(&q), trio_free(&k), trio_free(&v), trio_free(&o);
     free(sq);
 }
