@@ -21,6 +21,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "launcher/commands.h"
+#include "launcher/run_util.h"
 #include "parallel/rank_device.h"
 #include "weights/model_source.h"
 
@@ -46,6 +47,12 @@ static void usage(FILE *f) {
         "  --e2e-tiles LIST       e2e: tiles of each image of the batch (default 1,2,4)\n"
         "  --e2e-prompt N         e2e: text tokens per prompt (default 32)\n"
         "  --e2e-output N         e2e: generated tokens per image (default 16)\n"
+        "  --e2e-kv-mem SIZE      e2e: KV cache a rank (512M, 2G; default: the whole batch)\n"
+        "  --e2e-max-seqs N       e2e: most sequences in flight (default 64)\n"
+        "                         With --model M.h5 (a tokenizer inside) e2e runs the caption\n"
+        "                         pipeline on synthetic photos (decode, tiling, scheduler, paged\n"
+        "                         KV, JSONL); with --preset, synthetic prompts of --e2e-prompt\n"
+        "                         text tokens through the scheduler\n"
         "  --warmup N --repeats N timed runs: discarded, kept (default 1, 3)\n"
         "  --json OUT             JSON Lines, one record per measurement (--append: add to OUT)\n"
         "  --device D             cpu (default), cuda or auto\n"
@@ -219,6 +226,8 @@ int cmd_bench(int argc, char **argv) {
     long prompt_lens[MAX_LIST] = {128}, batches[MAX_LIST] = {1, 4, 16}, ctxs[MAX_LIST] = {128};
     long e2e_tiles[MAX_LIST] = {1, 2, 4};
     int n_prompt = 1, n_batch = 3, n_ctx = 1, n_e2e = 3, e2e_prompt = 32, e2e_out = 16;
+    int64_t e2e_kv = 0;
+    int e2e_seqs = 64;
     double peak_given = 0, bw_given = 0, max_kv_gib = 4;
     unsigned long long seed = 1;
     ivl_parallel_opts popt = {.tp = 1, .pp = 1, .vit_tp = 1};
@@ -227,6 +236,7 @@ int cmd_bench(int argc, char **argv) {
         {"phases", 1, 0, 'f'}, {"tiles", 1, 0, 'T'}, {"prompt-lens", 1, 0, 'S'},
         {"prefill-batch", 1, 0, 'B'}, {"batch-sizes", 1, 0, 'b'}, {"context-lens", 1, 0, 'c'},
         {"e2e-tiles", 1, 0, 'E'}, {"e2e-prompt", 1, 0, 'q'}, {"e2e-output", 1, 0, 'o'},
+        {"e2e-kv-mem", 1, 0, 1101}, {"e2e-max-seqs", 1, 0, 1102},
         {"warmup", 1, 0, 'w'}, {"repeats", 1, 0, 'n'}, {"json", 1, 0, 'j'}, {"append", 0, 0, 'a'},
         {"device", 1, 0, 'd'}, {"threads", 1, 0, 'x'}, {"tp", 1, 0, 't'}, {"pp", 1, 0, 'p'},
         {"vit-tp", 1, 0, 'v'}, {"pp-layers", 1, 0, 'L'}, {"microbatches", 1, 0, 'M'},
@@ -250,6 +260,8 @@ int cmd_bench(int argc, char **argv) {
         case 'E': n_e2e = parse_list("e2e-tiles", optarg, e2e_tiles); break;
         case 'q': e2e_prompt = positive("e2e-prompt", optarg); break;
         case 'o': e2e_out = positive("e2e-output", optarg); break;
+        case 1101: e2e_kv = ivl_parse_size("--e2e-kv-mem", optarg); break;
+        case 1102: e2e_seqs = positive("e2e-max-seqs", optarg); break;
         case 'w': warmup = positive("warmup", optarg); break;
         case 'n': repeats = positive("repeats", optarg); break;
         case 'j': json_path = optarg; break;
@@ -394,7 +406,13 @@ int cmd_bench(int argc, char **argv) {
     if (do_e2e) {
         int et[MAX_LIST];
         for (int i = 0; i < n_e2e; i++) et[i] = (int)e2e_tiles[i];
-        emit(&o, (ivl_bench_e2e(&bc, et, n_e2e, e2e_prompt, e2e_out, meas_new(&ml)), ml.v[ml.n - 1]));
+        ivl_tokenizer *tok = NULL;
+        if (model && ivl_model_source_tokenizer(&src, &tok) == 0)
+            emit(&o, (ivl_bench_e2e_caption(&bc, tok, et, n_e2e, e2e_out, e2e_kv, e2e_seqs,
+                                            meas_new(&ml)), ml.v[ml.n - 1]));
+        else
+            emit(&o, (ivl_bench_e2e(&bc, et, n_e2e, e2e_prompt, e2e_out, meas_new(&ml)), ml.v[ml.n - 1]));
+        if (tok) ivl_tokenizer_free(tok);
     }
     if (rank == 0) LOG_INFO("peak resident memory %.1f MiB (rank 0)", ml.n ? ml.v[ml.n - 1]->ranks[0].peak_rss_mib : 0.0);
 

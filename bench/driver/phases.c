@@ -32,13 +32,10 @@ static int world_size(void) {
 
 // ---- the timing loop --------------------------------------------------------------------
 
-typedef struct {
-    void (*setup)(void *arg);   // untimed, before each repeat (may be NULL)
-    void (*run)(void *arg);
-    void *arg;
-} bench_fn;
+typedef ivl_bench_fn bench_fn;
 
-static void time_loop(ivl_backend *be, const bench_fn *f, int warmup, int repeats, ivl_bench_meas *m) {
+void ivl_bench_time_loop(ivl_backend *be, const ivl_bench_fn *f, int warmup, int repeats,
+                         ivl_bench_meas *m) {
     IVL_CHECK(repeats >= 1 && repeats <= IVL_BENCH_MAX_REPEATS, "--repeats must be 1..%d", IVL_BENCH_MAX_REPEATS);
     m->n = 0;
     for (int i = 0; i < warmup + repeats; i++) {
@@ -168,7 +165,7 @@ void ivl_bench_vit(ivl_bench_ctx *c, int tiles, ivl_bench_meas *m) {
     m->tiles = tiles;
     vit_arg a = {c, random_pixels(tiles, cfg->vit.image_size, c->seed)};
     bench_fn f = {NULL, vit_run, &a};
-    time_loop(c->be, &f, c->warmup, c->repeats, m);
+    ivl_bench_time_loop(c->be, &f, c->warmup, c->repeats, m);
     m->units = tiles;
     snprintf(m->unit, sizeof m->unit, "tiles/s");
     m->flops = tiles * (ivl_flops_vit_tile(&cfg->vit) + ivl_flops_projector_tile(&cfg->proj));
@@ -213,7 +210,7 @@ void ivl_bench_prefill(ivl_bench_ctx *c, int batch, int64_t S, ivl_bench_meas *m
     random_ids(a.ids, batch * S, lc->vocab, c->seed + 1);
     a.logits = ivl_malloc((size_t)batch * (size_t)lc->vocab * sizeof *a.logits);
     bench_fn f = {NULL, llm_run, &a};
-    time_loop(c->be, &f, c->warmup, c->repeats, m);
+    ivl_bench_time_loop(c->be, &f, c->warmup, c->repeats, m);
     m->units = (double)batch * S;
     m->flops = batch * ivl_flops_prefill(lc, S, 0);
     free(a.tables);
@@ -263,7 +260,7 @@ void ivl_bench_decode(ivl_bench_ctx *c, int batch, int64_t ctx, ivl_bench_meas *
     random_ids(a.ids, batch, lc->vocab, c->seed + 2);
     a.logits = ivl_malloc((size_t)batch * (size_t)lc->vocab * sizeof *a.logits);
     bench_fn f = {NULL, llm_run, &a};
-    time_loop(c->be, &f, c->warmup, c->repeats, m);
+    ivl_bench_time_loop(c->be, &f, c->warmup, c->repeats, m);
     m->units = batch;
     m->flops = ivl_flops_decode_step(lc, batch, ctx);
     m->bytes = ivl_bytes_decode_step(lc, batch, ctx, (int)ivl_dtype_size(c->be->dtype));
@@ -356,7 +353,7 @@ void ivl_bench_e2e(ivl_bench_ctx *c, const int *tiles, int images, int64_t promp
     a.out = ivl_malloc((size_t)images * (size_t)(out_len > 0 ? out_len : 1) * sizeof *a.out);
     a.out_len = ivl_malloc((size_t)images * sizeof *a.out_len);
     bench_fn f = {NULL, e2e_run, &a};
-    time_loop(c->be, &f, c->warmup, c->repeats, m);
+    ivl_bench_time_loop(c->be, &f, c->warmup, c->repeats, m);
     m->units = images;
     m->flops = flops;
     for (int i = 0; i < images; i++) {
@@ -402,7 +399,7 @@ void ivl_bench_peak_gemm(ivl_backend *be, int n, int warmup, int repeats, ivl_be
     snprintf(m->extra, sizeof m->extra, "%dx%dx%d through be->matmul", n, n, n);
     gemm_arg g = {be, filled(be, n, n, 1), filled(be, n, n, 2), ivl_backend_alloc_2d(be, n, n)};
     bench_fn f = {NULL, gemm_run, &g};
-    time_loop(be, &f, warmup, repeats, m);
+    ivl_bench_time_loop(be, &f, warmup, repeats, m);
     m->flops = 2.0 * n * (double)n * n;
     m->units = m->flops / 1e12;
     snprintf(m->unit, sizeof m->unit, "TFLOP/s");
@@ -417,7 +414,7 @@ void ivl_bench_mem_copy(ivl_backend *be, int mib, int warmup, int repeats, ivl_b
     const int64_t cols = 1024, rows = (int64_t)mib * (1 << 20) / (int64_t)ivl_dtype_size(be->dtype) / cols;
     gemm_arg g = {be, filled(be, rows, cols, 3), {0}, ivl_backend_alloc_2d(be, rows, cols)};
     bench_fn f = {NULL, copy_run, &g};
-    time_loop(be, &f, warmup, repeats, m);
+    ivl_bench_time_loop(be, &f, warmup, repeats, m);
     m->bytes = 2.0 * (double)ivl_tensor_nbytes(&g.a);
     m->units = m->bytes / 1e9;
     snprintf(m->unit, sizeof m->unit, "GB/s");
