@@ -354,6 +354,7 @@ int cmd_caption(int argc, char **argv) {
 
     ivl_caption_summary sum;
     int rc = ivl_caption_run(&e, rank == 0 ? &in : NULL, &o, &sum);
+    if (rank == 0) LOG_INFO("peak resident memory %.1f MiB (rank 0)", ivl_peak_rss_mib());
 
     ivl_session_close(&ses);
     ivl_cap_settings_free(&settings);

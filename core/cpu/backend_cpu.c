@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 
 #define ALIGN 64   // cache line; also what AVX-512 loads like
 
@@ -46,22 +47,41 @@ static float *F(const ivl_tensor *t) { return (float *)t->data; }
 
 // ---- memory ----
 
+// Large tensors (the paged KV pool, weights) are anonymous mappings: zero pages the kernel
+// gives on first touch, so a KV pool costs memory only for the blocks sequences have used.
+// cpu_free tells them apart by the same size rule (owners are freed with their own shape).
+#define MAP_MIN ((size_t)64 << 20)
+
+static size_t alloc_bytes(const ivl_tensor *t) {
+    size_t n = ivl_tensor_nbytes(t);
+    size_t padded = (n + ALIGN - 1) / ALIGN * ALIGN;
+    return padded ? padded : ALIGN;
+}
+
 static ivl_tensor cpu_alloc(ivl_backend *be, ivl_dtype dt, int ndim, const int64_t *shape) {
     ivl_tensor t = ivl_tensor_desc(dt, ndim, shape);
-    size_t n = ivl_tensor_nbytes(&t);
-    size_t padded = (n + ALIGN - 1) / ALIGN * ALIGN;
-    if (padded == 0) padded = ALIGN;
-    t.data = aligned_alloc(ALIGN, padded);
+    const size_t padded = alloc_bytes(&t);
     char s[96];
-    IVL_CHECK(t.data, "cpu alloc: out of memory for %s (%zu bytes)", shape_of(&t, s), n);
-    memset(t.data, 0, padded);
+    if (padded >= MAP_MIN) {
+        void *p = mmap(NULL, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        IVL_CHECK(p != MAP_FAILED, "cpu alloc: out of memory for %s (%zu bytes)", shape_of(&t, s),
+                  padded);
+        t.data = p;
+    } else {
+        t.data = aligned_alloc(ALIGN, padded);
+        IVL_CHECK(t.data, "cpu alloc: out of memory for %s (%zu bytes)", shape_of(&t, s), padded);
+        memset(t.data, 0, padded);
+    }
     t.loc = IVL_DEVICE;
     return t;
 }
 
 static void cpu_free(ivl_backend *be, ivl_tensor *t) {
     if (!t) return;
-    free(t->data);
+    if (t->data && t->dtype != IVL_Q8 && t->dtype != IVL_Q4 && alloc_bytes(t) >= MAP_MIN)
+        munmap(t->data, alloc_bytes(t));
+    else
+        free(t->data);
     t->data = NULL;
 }
 

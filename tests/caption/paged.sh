@@ -8,7 +8,9 @@
 #            positions: sequences run out of blocks while decoding, are paused and recomputed;
 #            the same captions;
 #   tp2pp2:  the preempting run under mpirun with tp 2 x pp 2: the same captions;
-#   small:   a cache that cannot hold even a one-tile image: a clear error with the numbers.
+#   small:   a cache that cannot hold even a one-tile image: a clear error with the numbers;
+#   memory:  64 and then 256 images: the peak resident memory stays flat (no growth per image;
+#            the KV pool is fixed, and a leak of one image's pixels, 2.4 MB a tile, would show).
 . "$(dirname "$0")/common.sh"
 T=$W/paged; rm -rf "$T"; mkdir -p "$T/imgs"
 $PY - "$T/imgs" <<'PYEOF' || fail "making the images"
@@ -78,4 +80,24 @@ fi
 grep -q "the KV cache is too small: --kv-mem .* holds [0-9]* positions .* one request needs $need1 positions; give --kv-mem [0-9]*M or more" "$T/small.log" \
     || { cat "$T/small.log"; fail "small: no clear error"; }
 echo "small: $(grep -o "the KV cache is too small.*" "$T/small.log" | head -1)"
+# Memory: 64 and then 256 images (copies), the same cache and queue: the peak stays flat (the
+# decoded-image queue and the KV pool are bounded; a leak of the pixels would add 2.4 MB an
+# image, 460 MB here). Run to run the peak varies by some 30 MB (malloc arenas of the decode
+# threads), hence the margin.
+mkdir -p "$T/many64" "$T/many256"
+for i in $(seq 0 15); do for c in a b c d; do
+    cp "$T/imgs/img$(printf %02d $i).png" "$T/many64/img$(printf %02d $i)$c.png"
+    for e in 1 2 3 4; do cp "$T/imgs/img$(printf %02d $i).png" "$T/many256/img$(printf %02d $i)$c$e.png"; done
+done; done
+for n in 64 256; do
+    MALLOC_ARENA_MAX=2 timeout 150 "$BIN" caption --model "$MODEL" --input "$T/many$n" --max-tiles 40 \
+        --max-new-tokens 8 --threads 2 --max-seqs 16 --queue 8 --kv-mem $(( 2 * need * bpp )) \
+        --out "$T/out$n" > "$T/many$n.log" 2>&1 || { cat "$T/many$n.log"; fail "many$n: exit $?"; }
+done
+$PY - "$T/many64.log" "$T/many256.log" <<'PYEOF' || fail "memory grew with the number of images"
+import re, sys
+rss = [float(re.search(r"peak resident memory ([0-9.]+) MiB", open(p).read()).group(1)) for p in sys.argv[1:]]
+assert rss[1] <= rss[0] + 64, rss
+print("peak RSS: 64 images %.1f MiB, 256 images %.1f MiB" % tuple(rss))
+PYEOF
 echo PASS
