@@ -550,33 +550,182 @@ static void update_batch_stats(leader *L, ivl_sched *sched) {
 
 // ---- the loop ----
 
+// The loop's state on every rank (rank 0's planning state in L).
+typedef struct {
+    const ivl_caption_engine *e;
+    const ivl_caption_opts *o;
+    ivl_caption_summary *sum;
+    ivl_comm_group world;
+    const ivl_comm_ops *mpi;
+    int rank;
+    leader L;
+    run_state rs;
+    plan_build pb;
+    int rc;
+    char errmsg[1024];
+    int64_t fault_tick;
+    ivl_watchdog *wd;
+    uint64_t tick;
+} cap_loop;
+
+// Before each step (ivl_engine_io.feed): agree on stopping, rank 0 decides which images start
+// and broadcasts them, their tiles are encoded, every rank submits them. Nonzero ends the loop.
+static int cap_feed(void *ctx, ivl_engine *eng, uint64_t tick) {
+    cap_loop *c = ctx;
+    const ivl_caption_engine *e = c->e;
+    const ivl_caption_opts *o = c->o;
+    const int rank = c->rank;
+    const int S = e->cfg->vit.image_size;
+    const int64_t per_tile = (int64_t)3 * S * S;
+    ivl_sched *sched = eng->sched;
+    plan_build *pb = &c->pb;
+    c->tick = tick;
+    // 1. Agree on stopping.
+    ivl_watchdog_beat(c->wd, tick);
+    ivl_watchdog_phase(c->wd, "the stop-flag all-reduce at the start of a step (all ranks)");
+    int32_t flags[2] = {o->stop_level ? (int32_t)*o->stop_level : 0, 0};
+    c->mpi->allreduce(&c->world, flags, 2, IVL_I32, IVL_COMM_MAX);
+    const int stop = flags[0];
+    // A second signal drops the running sequences (their keys are redone by the next run).
+    if (stop >= 2) ivl_sched_cancel_all(sched);
+    ivl_watchdog_beat(c->wd, tick);
+    ivl_watchdog_phase(c->wd, rank == 0 ? "planning (waiting for decoded images from the input)"
+                                        : "the plan broadcast from rank 0");
+
+    // 2. Rank 0 decides which images start now.
+    Ivl__Envelope env = IVL__ENVELOPE__INIT;
+    Ivl__Control ctl = IVL__CONTROL__INIT;
+    if (rank == 0) {
+        leader *L = &c->L;
+        pb->n = 0;
+        pb->tiles = 0;
+        plan_admit(L, pb, sched, stop);
+        ivl__batch_plan__init(&pb->plan);
+        pb->plan.batch_id = tick;
+        for (int k = 0; k < pb->n; k++) {
+            pb->ref_ptrs[k] = &pb->refs[k];
+            pb->sq_ptrs[k] = &pb->sq[k];
+            pb->sq[k].images = &pb->img_idx[k];
+        }
+        pb->plan.images = pb->ref_ptrs;
+        pb->plan.n_images = (size_t)pb->n;
+        pb->plan.total_tiles = (uint32_t)pb->tiles;
+        pb->plan.sequences = pb->sq_ptrs;
+        pb->plan.n_sequences = (size_t)pb->n;
+        if (L->fatal || (pb->n == 0 && ivl_sched_idle(sched))) {
+            ctl.kind = L->fatal ? IVL__CONTROL__KIND__ERROR
+                       : (stop || !L->feed_ended) ? IVL__CONTROL__KIND__STOP
+                                                  : IVL__CONTROL__KIND__SHUTDOWN;
+            ctl.message = L->fatal ? L->fatal_msg : "";
+            env.body_case = IVL__ENVELOPE__BODY_CONTROL;
+            env.control = &ctl;
+        } else {
+            env.body_case = IVL__ENVELOPE__BODY_PLAN;
+            env.plan = &pb->plan;
+        }
+        ivl_watchdog_phase(c->wd, "the plan broadcast to the other ranks");
+    }
+    Ivl__Envelope *got = (Ivl__Envelope *)ivl_msg_bcast(&c->world, &ivl__envelope__descriptor,
+                                                        &env.base, 0);
+    IVL_CHECK(got, "caption plan broadcast: %s", ivl_last_error());
+    if (rank == 0)
+        for (int k = 0; k < pb->n; k++) free(pb->prompts[k]);
+    if (got->body_case == IVL__ENVELOPE__BODY_CONTROL) {
+        int kind = got->control->kind;
+        if (kind == IVL__CONTROL__KIND__ERROR) {
+            snprintf(c->errmsg, sizeof c->errmsg, "%s", got->control->message);
+            c->rc = 1;
+            c->sum->fatal = 1;
+        } else if (kind == IVL__CONTROL__KIND__STOP) {
+            c->rc = IVL_CAPTION_EXIT_REQUEUE;
+            c->sum->stopped = 1;
+        }
+        ivl_msg_free(&got->base);
+        return 1;
+    }
+    const Ivl__BatchPlan *plan = got->plan;
+
+    // 3. Vision: every new image's tiles in one batch; each rank gets only the tiles it
+    // encodes (its share), from rank 0.
+    ivl_watchdog_phase(c->wd, "the vision encoder (tile transfer from rank 0, embedding join)");
+    double t_vis = ivl_cap_now();
+    ivl_tensor embeds = {0};
+    const int64_t new_tiles = plan->total_tiles;
+    if (new_tiles > 0) {
+        int64_t t0 = 0, t1 = new_tiles;
+        if (e->tile_share) e->tile_share(e->encode_ctx, rank, new_tiles, &t0, &t1);
+        ivl_tensor px = {IVL_F32, 4, {t1 - t0, 3, S, S}, NULL, IVL_HOST};
+        if (rank == 0) {
+            for (int r = 1; r < c->world.size; r++) {
+                int64_t a, b;
+                e->tile_share(e->encode_ctx, r, new_tiles, &a, &b);
+                if (b > a)
+                    c->mpi->send(&c->world, pb->pixels + a * per_tile, (size_t)((b - a) * per_tile),
+                                 IVL_F32, r);
+            }
+            px.data = pb->pixels + t0 * per_tile;
+        } else if (t1 > t0) {
+            px.data = ivl_malloc((size_t)((t1 - t0) * per_tile) * sizeof(float));
+            c->mpi->recv(&c->world, px.data, (size_t)((t1 - t0) * per_tile), IVL_F32, 0);
+        }
+        e->encode(e->encode_ctx, t1 > t0 ? &px : NULL, new_tiles, &embeds);
+        if (rank != 0) free(px.data);
+    }
+    t_vis = ivl_cap_now() - t_vis;
+    if (rank == 0)
+        for (int k = 0; k < pb->n; k++)
+            pb->seqs[k]->vision_ms = t_vis * 1e3 * pb->seqs[k]->tiles / (double)new_tiles;
+    submit_plan(e, o, &c->rs, plan, &embeds, rank == 0 ? pb->seqs : NULL);
+    if (embeds.data) e->be->free(e->be, &embeds);   // a plan without sequences
+    ivl_msg_free(&got->base);
+    // 4. Then one engine step (parallel/engine.h): prefill chunks of the new sequences mixed
+    // with a decode row of each running one; finished ones write their lines through on_done.
+    ivl_watchdog_phase(c->wd, "the model step (tensor-parallel all-reduces, pipeline sends)");
+    return 0;
+}
+
+// After each step (ivl_engine_io.drain): results reach the disk, progress (rank 0).
+static void cap_drain(void *ctx, ivl_engine *eng, uint64_t tick) {
+    cap_loop *c = ctx;
+    // Fault injection (tests): IVL_FAULT=caption:<rank> kills that rank at tick
+    // IVL_FAULT_CAPTION_TICK (default 8), in the middle of a job.
+    if ((int64_t)tick == c->fault_tick) ivl_fault_point("caption");
+    if (c->rank != 0) return;
+    leader *L = &c->L;
+    ivl_watchdog_phase(c->wd, "writing results");
+    update_batch_stats(L, eng->sched);
+    const int stop = c->o->stop_level && *c->o->stop_level;
+    if (L->last_flush + c->o->flush_s <= ivl_cap_now() || unit_ready(L) || stop) flush_all(L);
+    ivl_cap_progress_update(&L->prog, 0);
+}
+
 int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
                     const ivl_caption_opts *o, ivl_caption_summary *sum) {
     memset(sum, 0, sizeof *sum);
-    ivl_comm_group world;
-    ivl_comm_group_world(&world);
-    const ivl_comm_ops *mpi = ivl_comm_mpi_ops();
-    const int rank = world.rank;
+    cap_loop *c = ivl_calloc(1, sizeof *c);
+    c->e = e;
+    c->o = o;
+    c->sum = sum;
+    ivl_comm_group_world(&c->world);
+    c->mpi = ivl_comm_mpi_ops();
+    const int rank = c->rank = c->world.rank;
     const int S = e->cfg->vit.image_size;
-    const int64_t per_tile = (int64_t)3 * S * S;
-    ivl_sched *sched = e->eng->sched;
-    leader L = {0};
-    run_state rs = {rank == 0 ? &L : NULL, e->be};
+    leader *L = &c->L;
+    c->rs = (run_state){rank == 0 ? L : NULL, e->be};
     e->eng->on_step = on_step;
-    e->eng->step_ctx = &rs;
-    plan_build pb = {0};
+    e->eng->step_ctx = &c->rs;
     if (rank == 0) {
-        L.e = e;
-        L.o = o;
-        L.in = in;
-        L.sum = sum;
-        L.units = ivl_calloc((size_t)in->n, sizeof *L.units);
-        for (int u = 0; u < in->n; u++) L.units[u].expected = -1;
-        for (int u = 0; u < in->n; u++) L.tar_units += in->units[u].kind == IVL_CAP_TAR;
-        L.pending = ivl_calloc((size_t)in->n, sizeof *L.pending);
+        L->e = e;
+        L->o = o;
+        L->in = in;
+        L->sum = sum;
+        L->units = ivl_calloc((size_t)in->n, sizeof *L->units);
+        for (int u = 0; u < in->n; u++) L->units[u].expected = -1;
+        for (int u = 0; u < in->n; u++) L->tar_units += in->units[u].kind == IVL_CAP_TAR;
+        L->pending = ivl_calloc((size_t)in->n, sizeof *L->pending);
         sum->units = in->n;
-        ivl_cap_progress_init(&L.prog, o->progress_bar, o->log_s);
-        update_total(&L);
+        ivl_cap_progress_init(&L->prog, o->progress_bar, o->log_s);
+        update_total(L);
         ivl_preprocess_opts popt = ivl_preprocess_defaults();
         popt.image_size = S;
         popt.min_tiles = e->cfg->min_dynamic_patch > 0 ? e->cfg->min_dynamic_patch : 1;
@@ -585,167 +734,54 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         popt.max_file_bytes = o->max_member_bytes;   // files by path: the tar member limit
         popt.exif_transpose = o->exif_transpose;
         popt.use_thumbnail = e->cfg->use_thumbnail;
-        L.feed = ivl_cap_feed_start(in, L.units, o->out_dir, &popt, o->threads, o->queue,
-                                    o->max_member_bytes);
-        L.last_flush = ivl_cap_now();
+        L->feed = ivl_cap_feed_start(in, L->units, o->out_dir, &popt, o->threads, o->queue,
+                                     o->max_member_bytes);
+        L->last_flush = ivl_cap_now();
     }
-    int rc = 0;
-    char errmsg[1024] = "";
     const char *ft = getenv("IVL_FAULT_CAPTION_TICK");
-    const int64_t fault_tick = ft ? atoll(ft) : 8;
+    c->fault_tick = ft ? atoll(ft) : 8;
     // A frozen rank would leave the others in MPI forever: a thread ends the job (watchdog.h).
     // One rank waits for nobody: no watchdog (a slow step on one CPU is not a hang).
-    ivl_watchdog *wd = ivl_watchdog_start(world.size > 1 ? o->step_timeout_s : 0, rank, world.size);
-    uint64_t tick = 0;
-    for (;; tick++) {
-        // 1. Agree on stopping.
-        ivl_watchdog_beat(wd, tick);
-        ivl_watchdog_phase(wd, "the stop-flag all-reduce at the start of a step (all ranks)");
-        int32_t flags[2] = {o->stop_level ? (int32_t)*o->stop_level : 0, 0};
-        mpi->allreduce(&world, flags, 2, IVL_I32, IVL_COMM_MAX);
-        const int stop = flags[0];
-        // A second signal drops the running sequences (their keys are redone by the next run).
-        if (stop >= 2) ivl_sched_cancel_all(sched);
-        ivl_watchdog_beat(wd, tick);
-        ivl_watchdog_phase(wd, rank == 0 ? "planning (waiting for decoded images from the input)"
-                                         : "the plan broadcast from rank 0");
-
-        // 2. Rank 0 plans which images start now.
-        Ivl__Envelope env = IVL__ENVELOPE__INIT;
-        Ivl__Control ctl = IVL__CONTROL__INIT;
-        if (rank == 0) {
-            pb.n = 0;
-            pb.tiles = 0;
-            plan_admit(&L, &pb, sched, stop);
-            ivl__batch_plan__init(&pb.plan);
-            pb.plan.batch_id = tick;
-            for (int k = 0; k < pb.n; k++) {
-                pb.ref_ptrs[k] = &pb.refs[k];
-                pb.sq_ptrs[k] = &pb.sq[k];
-                pb.sq[k].images = &pb.img_idx[k];
-            }
-            pb.plan.images = pb.ref_ptrs;
-            pb.plan.n_images = (size_t)pb.n;
-            pb.plan.total_tiles = (uint32_t)pb.tiles;
-            pb.plan.sequences = pb.sq_ptrs;
-            pb.plan.n_sequences = (size_t)pb.n;
-            if (L.fatal || (pb.n == 0 && ivl_sched_idle(sched))) {
-                ctl.kind = L.fatal ? IVL__CONTROL__KIND__ERROR
-                           : (stop || !L.feed_ended) ? IVL__CONTROL__KIND__STOP
-                                                     : IVL__CONTROL__KIND__SHUTDOWN;
-                ctl.message = L.fatal ? L.fatal_msg : "";
-                env.body_case = IVL__ENVELOPE__BODY_CONTROL;
-                env.control = &ctl;
-            } else {
-                env.body_case = IVL__ENVELOPE__BODY_PLAN;
-                env.plan = &pb.plan;
-            }
-        }
-        if (rank == 0) ivl_watchdog_phase(wd, "the plan broadcast to the other ranks");
-        Ivl__Envelope *got = (Ivl__Envelope *)ivl_msg_bcast(&world, &ivl__envelope__descriptor,
-                                                            &env.base, 0);
-        IVL_CHECK(got, "caption plan broadcast: %s", ivl_last_error());
-        if (rank == 0)
-            for (int k = 0; k < pb.n; k++) free(pb.prompts[k]);
-        if (got->body_case == IVL__ENVELOPE__BODY_CONTROL) {
-            int kind = got->control->kind;
-            if (kind == IVL__CONTROL__KIND__ERROR) {
-                snprintf(errmsg, sizeof errmsg, "%s", got->control->message);
-                rc = 1;
-                sum->fatal = 1;
-            } else if (kind == IVL__CONTROL__KIND__STOP) {
-                rc = IVL_CAPTION_EXIT_REQUEUE;
-                sum->stopped = 1;
-            }
-            ivl_msg_free(&got->base);
-            break;
-        }
-        const Ivl__BatchPlan *plan = got->plan;
-
-        // 3. Vision: every new image's tiles in one batch.
-        ivl_watchdog_phase(wd, "the vision encoder (tile transfer from rank 0, embedding join)");
-        double t_vis = ivl_cap_now();
-        ivl_tensor embeds = {0};
-        const int64_t new_tiles = plan->total_tiles;
-        if (new_tiles > 0) {
-            // Each rank gets only the tiles it encodes (its share), from rank 0.
-            int64_t t0 = 0, t1 = new_tiles;
-            if (e->tile_share) e->tile_share(e->encode_ctx, rank, new_tiles, &t0, &t1);
-            ivl_tensor px = {IVL_F32, 4, {t1 - t0, 3, S, S}, NULL, IVL_HOST};
-            if (rank == 0) {
-                for (int r = 1; r < world.size; r++) {
-                    int64_t a, b;
-                    e->tile_share(e->encode_ctx, r, new_tiles, &a, &b);
-                    if (b > a)
-                        mpi->send(&world, pb.pixels + a * per_tile, (size_t)((b - a) * per_tile),
-                                  IVL_F32, r);
-                }
-                px.data = pb.pixels + t0 * per_tile;
-            } else if (t1 > t0) {
-                px.data = ivl_malloc((size_t)((t1 - t0) * per_tile) * sizeof(float));
-                mpi->recv(&world, px.data, (size_t)((t1 - t0) * per_tile), IVL_F32, 0);
-            }
-            e->encode(e->encode_ctx, t1 > t0 ? &px : NULL, new_tiles, &embeds);
-            if (rank != 0) free(px.data);
-        }
-        t_vis = ivl_cap_now() - t_vis;
-        if (rank == 0)
-            for (int k = 0; k < pb.n; k++)
-                pb.seqs[k]->vision_ms = t_vis * 1e3 * pb.seqs[k]->tiles / (double)new_tiles;
-        submit_plan(e, o, &rs, plan, &embeds, rank == 0 ? pb.seqs : NULL);
-        if (embeds.data) e->be->free(e->be, &embeds);   // a plan without sequences
-
-        // 4. One step of the scheduler: prefill chunks of the new sequences mixed with a
-        // decode row of each running one (finished ones write their lines through on_done).
-        ivl_watchdog_phase(wd, "the model step (tensor-parallel all-reduces, pipeline sends)");
-        ivl_engine_step(e->eng);
-        // Fault injection (tests): IVL_FAULT=caption:<rank> kills that rank at tick
-        // IVL_FAULT_CAPTION_TICK (default 8), in the middle of a job.
-        if ((int64_t)tick == fault_tick) ivl_fault_point("caption");
-
-        // 5. Rank 0: results reach the disk, progress.
-        if (rank == 0) {
-            ivl_watchdog_phase(wd, "writing results");
-            update_batch_stats(&L, sched);
-            if (L.last_flush + o->flush_s <= ivl_cap_now() || unit_ready(&L) || stop) flush_all(&L);
-            ivl_cap_progress_update(&L.prog, 0);
-        }
-        ivl_msg_free(&got->base);
-    }
+    c->wd = ivl_watchdog_start(c->world.size > 1 ? o->step_timeout_s : 0, rank, c->world.size);
+    ivl_engine_io io = {cap_feed, cap_drain, c};
+    ivl_engine_run(e->eng, &io);
     // Whatever is still running (a job error) ends without a line: the next run redoes it.
-    ivl_sched_cancel_all(sched);
+    ivl_sched_cancel_all(e->eng->sched);
     e->eng->on_step = NULL;
     e->eng->step_ctx = NULL;
 
+    int rc = c->rc;
     if (rank == 0) {
         // Everything finished reaches the disk before we return, whatever stopped us.
-        ivl_cap_feed_stop(L.feed);
-        update_batch_stats(&L, sched);
-        flush_all(&L);
-        if (L.fatal && !errmsg[0]) snprintf(errmsg, sizeof errmsg, "%s", L.fatal_msg);
-        if (L.fatal) {
+        ivl_cap_feed_stop(L->feed);
+        update_batch_stats(L, e->eng->sched);
+        flush_all(L);
+        if (L->fatal && !c->errmsg[0]) snprintf(c->errmsg, sizeof c->errmsg, "%s", L->fatal_msg);
+        if (L->fatal) {
             rc = 1;
             sum->fatal = 1;
         }
         for (int u = 0; u < in->n; u++) {
-            if (L.units[u].opened && !L.units[u].complete) ivl_cap_out_close(&L.units[u].out);
-            free(L.pending[u].buf);
+            if (L->units[u].opened && !L->units[u].complete) ivl_cap_out_close(&L->units[u].out);
+            free(L->pending[u].buf);
         }
-        sum->seconds = ivl_cap_now() - L.prog.t0;
-        ivl_cap_progress_finish(&L.prog, sum->units_done, sum->units, sum->units_failed, sum->stopped);
+        sum->seconds = ivl_cap_now() - L->prog.t0;
+        ivl_cap_progress_finish(&L->prog, sum->units_done, sum->units, sum->units_failed, sum->stopped);
         if (rc == 0 && sum->units_done < sum->units) rc = 1;
-        if (errmsg[0]) LOG_ERROR("caption stopped: %s", errmsg);
-        free(L.units);
-        free(L.pending);
-        free(pb.refs); free(pb.ref_ptrs); free(pb.sq); free(pb.sq_ptrs); free(pb.img_idx);
-        free(pb.seqs); free(pb.prompts); free(pb.pixels);
+        if (c->errmsg[0]) LOG_ERROR("caption stopped: %s", c->errmsg);
+        free(L->units);
+        free(L->pending);
+        plan_build *pb = &c->pb;
+        free(pb->refs); free(pb->ref_ptrs); free(pb->sq); free(pb->sq_ptrs); free(pb->img_idx);
+        free(pb->seqs); free(pb->prompts); free(pb->pixels);
     }
     // Every rank returns the same code.
     int32_t code = rc;
-    ivl_watchdog_beat(wd, tick);
-    ivl_watchdog_phase(wd, "the exit-code broadcast at the end of the job");
-    mpi->bcast(&world, &code, 1, IVL_I32, 0);
-    ivl_watchdog_stop(wd);
-    ivl_comm_group_free(&world);
+    ivl_watchdog_beat(c->wd, c->tick);
+    ivl_watchdog_phase(c->wd, "the exit-code broadcast at the end of the job");
+    c->mpi->bcast(&c->world, &code, 1, IVL_I32, 0);
+    ivl_watchdog_stop(c->wd);
+    ivl_comm_group_free(&c->world);
+    free(c);
     return code;
 }

@@ -2,7 +2,8 @@
 // of a captioning batch", "Results and resume").
 //
 // Every rank runs ivl_caption_run in lockstep, each with its own copy of the scheduler
-// (parallel/scheduler.h) in the same state. Each iteration ("tick"):
+// (parallel/scheduler.h) in the same state. The loop is the engine's (ivl_engine_run); caption
+// gives it a feed (steps 1-3) and a drain (step 5). Each iteration ("tick"):
 //   1. all ranks: one MAX all-reduce of {signal level, error}: a SIGTERM seen by any rank
 //      stops every rank at the same tick, so no rank is left in a collective;
 //   2. rank 0 plans which images start: it pops decoded images from the feed (caption_feed.h),

@@ -101,3 +101,12 @@ void ivl_engine_free(ivl_engine *e) {
     e->picked = NULL;
     e->cap = 0;
 }
+
+int ivl_engine_run(ivl_engine *e, const ivl_engine_io *io) {
+    for (uint64_t tick = 0;; tick++) {
+        int code = io->feed(io->ctx, e, tick);
+        if (code) return code;
+        ivl_engine_step(e);
+        if (io->drain) io->drain(io->ctx, e, tick);
+    }
+}

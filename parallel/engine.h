@@ -34,6 +34,21 @@ typedef struct {
 
 // One step: 0 when the scheduler had nothing to run, else 1.
 int ivl_engine_step(ivl_engine *e);
+
+// Where requests come from and where results go, for ivl_engine_run (every rank).
+typedef struct {
+    // Before each step: brings new requests into the scheduler (every rank submits the same
+    // ones in the same order) and decides whether to go on: 0 = step, nonzero = end the loop
+    // with that code (every rank must return the same).
+    int (*feed)(void *ctx, ivl_engine *e, uint64_t tick);
+    // After each step (may be NULL): results reach their sink, progress.
+    void (*drain)(void *ctx, ivl_engine *e, uint64_t tick);
+    void *ctx;
+} ivl_engine_io;
+
+// The loop every long-running command shares: feed, step, drain, until feed says stop.
+// Returns feed's code.
+int ivl_engine_run(ivl_engine *e, const ivl_engine_io *io);
 void ivl_engine_free(ivl_engine *e);   // the scratch (not the scheduler)
 
 #endif
