@@ -375,14 +375,21 @@ static void cpu_attention_batch(ivl_backend *be, ivl_tensor *out, const ivl_tens
         }
     }
     // A paged sequence's keys and values are gathered through its block table into one
-    // contiguous buffer, then the same kernel runs: the same bits as a contiguous cache.
+    // contiguous buffer (unless its blocks are consecutive in the pool), then the same kernel
+    // runs: the same bits as a contiguous cache.
     float *gk = NULL, *gv = NULL;
     int64_t gcap = 0;
     for (int i = 0; i < nseq; i++) {
         const ivl_attn_seq *s = &seqs[i];
         if (s->n == 0) continue;
         const float *kk = F(k) + s->kv_row0 * kc, *vv = F(v) + s->kv_row0 * kc;
-        if (s->blocks) {
+        // Blocks that follow each other in the pool are already one contiguous range.
+        int64_t nb = s->blocks ? (s->len + s->block_size - 1) / s->block_size : 0, run = 1;
+        while (run < nb && s->blocks[run] == s->blocks[0] + run) run++;
+        if (s->blocks && run == nb) {
+            kk = F(k) + (int64_t)s->blocks[0] * s->block_size * kc;
+            vv = F(v) + (int64_t)s->blocks[0] * s->block_size * kc;
+        } else if (s->blocks) {
             if (s->len > gcap) {
                 gcap = s->len;
                 gk = ivl_realloc(gk, sizeof(float) * (size_t)(gcap * kc));
