@@ -189,7 +189,9 @@ serve_stop
 ok "SIGTERM when idle: exit 0"
 
 # ---- bounded queue (429 + Retry-After), per-request timeout (504), SIGTERM with work ----
-serve_start --max-queue 1 --request-timeout 8 --grace 2 --read-timeout 1
+# --max-seqs 1: one request runs, the next waits in the queue (continuous batching would
+# otherwise take it into the running batch at once).
+serve_start --max-queue 1 --max-seqs 1 --request-timeout 8 --grace 2 --read-timeout 1
 chat_body "$WORK/long" "$Q" "$IMG" ',"max_tokens":30000,"max_tiles":2,"stream":true'
 curl -sN --max-time 30 --data-binary @"$WORK/long" "$URL/v1/chat/completions" > "$WORK/sse_a" &
 ca=$!

@@ -157,6 +157,7 @@ static void test_job(void) {
     ivl_serve_queue_init(&q, 2);
     EXPECT(ivl_serve_queue_push(&q, j) == 0 && ivl_serve_queue_push(&q, j) == 0, "push");
     EXPECT(ivl_serve_queue_push(&q, j) == -1 && ivl_serve_queue_len(&q) == 2, "full");
+    EXPECT(ivl_serve_queue_peek(&q, 0.01) == j && ivl_serve_queue_len(&q) == 2, "peek leaves it");
     ivl_serve_job *p = ivl_serve_queue_pop(&q, 0.01);
     EXPECT(p == j, "pop");
     ivl_serve_job_unref(p);
@@ -173,13 +174,17 @@ static void test_metrics(void) {
     ivl_serve_metrics_status(&m, 200);
     ivl_serve_metrics_status(&m, 429);
     ivl_serve_metrics_done(&m, 100, 10, 0.3, 0.02, 0.5, "cancelled");
-    ivl_serve_metrics_gauges(&m, 3, 1, 38, 5, 400);
+    ivl_serve_metrics_gauges(&m, &(ivl_serve_gauges){.queue_length = 3, .running = 2, .peak_running = 5,
+                                                 .kv_used = 38, .kv_cached = 5, .kv_total = 400,
+                                                 .reused_tokens = 320});
     char *t = ivl_serve_metrics_render(&m);
     EXPECT(strstr(t, "ivl_serve_requests_total{status=\"429\"} 1\n") &&
            strstr(t, "ivl_serve_time_to_first_token_seconds_bucket{le=\"0.5\"} 1\n") &&
            strstr(t, "ivl_serve_time_to_first_token_seconds_bucket{le=\"0.25\"} 0\n") &&
            strstr(t, "ivl_serve_queue_length 3\n") && strstr(t, "ivl_serve_kv_blocks_used 38\n") && strstr(t, "ivl_serve_kv_blocks_total 400\n") &&
-           strstr(t, "ivl_serve_cancelled_total 1\n") && strstr(t, "ivl_serve_prompt_tokens_total 100\n"),
+           strstr(t, "ivl_serve_cancelled_total 1\n") && strstr(t, "ivl_serve_prompt_tokens_total 100\n") &&
+           strstr(t, "ivl_serve_running_sequences 2\n") && strstr(t, "ivl_serve_running_sequences_peak 5\n") &&
+           strstr(t, "ivl_serve_prompt_tokens_cached_total 320\n"),
            "metrics text:\n%s", t);
     free(t);
 }
