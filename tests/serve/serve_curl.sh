@@ -2,7 +2,10 @@
 # serve_curl.sh INTERNVL MODEL: `internvl serve` on one rank driven by curl.
 #  - a greedy request with an image returns exactly what `internvl chat` prints, plain and
 #    streamed (server-sent events ending with [DONE], a usage chunk), and the second turn of a
-#    conversation with the image in the first turn matches chat's second answer;
+#    conversation with the image in the first turn matches chat's second answer and reports
+#    the first turn's reused KV in usage.prompt_tokens_details.cached_tokens (a fresh server
+#    with --no-prefix-cache: the same answer, 0 cached); concurrent requests batched together
+#    each get chat's answer;
 #  - bad input gets a 4xx with an OpenAI-style error body and the server keeps serving;
 #  - a client that stalls half-way through a request is cut off by the read timeout;
 #  - a client that disconnects mid-stream cancels its sequence;
@@ -66,10 +69,30 @@ json.dump({"model": model, "temperature": 0, "max_tokens": 10, "max_tiles": 2, "
     {"role": "assistant", "content": a1},
     {"role": "user", "content": q2}]}, open(out, "w"), ensure_ascii=False)
 PYEOF
+cp "$WORK/req" "$WORK/turn2"
 post "$WORK/req"
 got=$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')
 [ "$STATUS" = 200 ] && [ "$got" = "${two[1]}" ] || fail "second turn: HTTP $STATUS '$got' vs chat '${two[1]}'"
-ok "multi-turn, image in the first turn = internvl chat's second answer"
+# The first turn (same image, same messages) ran before: its KV blocks serve the prefix.
+cached=$(json_get "$WORK/resp" 'd["usage"]["prompt_tokens_details"]["cached_tokens"]')
+ptoks=$(json_get "$WORK/resp" 'd["usage"]["prompt_tokens"]')
+[ "$cached" -gt 0 ] && [ "$cached" -lt "$ptoks" ] || fail "second turn: cached_tokens $cached of $ptoks prompt tokens (want 0 < cached < prompt)"
+ok "multi-turn, image in the first turn = internvl chat's second answer; prefix cache: $cached of $ptoks prompt tokens"
+
+# Continuous batching: concurrent requests run in one batch, each gets chat's answer.
+chat_body "$WORK/req" "$Q" "$IMG" ',"max_tokens":12,"temperature":0,"max_tiles":2'
+cpids=()
+for i in 1 2 3 4; do
+  curl -s -o "$WORK/conc$i" --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" &
+  cpids+=($!)
+done
+wait "${cpids[@]}"
+for i in 1 2 3 4; do
+  got=$(json_get "$WORK/conc$i" 'd["choices"][0]["message"]["content"]')
+  [ "$got" = "$want" ] || fail "concurrent request $i: '$got' vs chat '$want'"
+done
+peak=$(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_running_sequences_peak //p')
+ok "4 concurrent requests = internvl chat each (most sequences in one step so far: $peak)"
 
 # Sampling maps onto chat's sampler: temperature + top_p + seed, no top-k.
 swant=$("$BIN" chat --model "$MODEL" --image "$IMG" --max-tiles 2 --max-new-tokens 12 --do-sample \
@@ -191,7 +214,14 @@ ok "SIGTERM when idle: exit 0"
 # ---- bounded queue (429 + Retry-After), per-request timeout (504), SIGTERM with work ----
 # --max-seqs 1: one request runs, the next waits in the queue (continuous batching would
 # otherwise take it into the running batch at once).
-serve_start --max-queue 1 --max-seqs 1 --request-timeout 8 --grace 2 --read-timeout 1
+serve_start --max-queue 1 --max-seqs 1 --request-timeout 8 --grace 2 --read-timeout 1 --no-prefix-cache
+# A fresh server without the prefix cache gives the second turn the same answer, all computed.
+post "$WORK/turn2"
+got=$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')
+[ "$STATUS" = 200 ] && [ "$got" = "${two[1]}" ] || fail "second turn, fresh server: HTTP $STATUS '$got' vs '${two[1]}'"
+[ "$(json_get "$WORK/resp" 'd["usage"]["prompt_tokens_details"]["cached_tokens"]')" = 0 ] \
+  || fail "--no-prefix-cache: cached_tokens $(json_get "$WORK/resp" 'd["usage"]')"
+ok "second turn on a fresh server with --no-prefix-cache: the same answer, cached_tokens 0"
 chat_body "$WORK/long" "$Q" "$IMG" ',"max_tokens":30000,"max_tiles":2,"stream":true'
 curl -sN --max-time 30 --data-binary @"$WORK/long" "$URL/v1/chat/completions" > "$WORK/sse_a" &
 ca=$!
