@@ -102,6 +102,13 @@ static void test_media(void) {
     free(o);
     EXPECT(ivl_base64_decode("aGV*bG8=", 8, &o, &n) == -1, "b64 bad char");
     EXPECT(ivl_base64_decode("a", 1, &o, &n) == -1, "b64 bad length");
+    EXPECT(ivl_base64_decode("aGVsbG*=", 8, &o, &n) == -1, "b64 bad char in the last group");
+    EXPECT(ivl_base64_decode("TWFueSBoYW5kcyBtYWtlIGxpZ2h0IHdvcmsu", 36, &o, &n) == 0 && n == 27 &&
+           !memcmp(o, "Many hands make light work.", 27), "b64 whole groups");
+    free(o);
+    EXPECT(ivl_base64_decode("/+/+AP8=", 8, &o, &n) == 0 && n == 5 &&
+           !memcmp(o, "\xff\xef\xfe\x00\xff", 5), "b64 + / and high bytes");
+    free(o);
     ivl_serve_error e;
     ivl_serve_media_opts mo = {NULL, 100};
     EXPECT(ivl_serve_media_fetch("data:image/png;base64,aGVsbG8=", &mo, "p", &o, &n, &e) == 0 && n == 5, "data url");
