@@ -77,9 +77,16 @@ struct serve_req {
 
 // ---- messages ----
 
-// The header's broadcast, waited for politely: an idle rank sleeps between polls instead of
-// spinning in MPI_Bcast (ranks share cores with the HTTP threads and with each other).
+// The header's broadcast. While requests run, a plain broadcast (the next tick follows at
+// once). While the scheduler is idle the wait may be long: an idle rank sleeps between polls
+// of a non-blocking broadcast instead of spinning in MPI_Bcast (ranks share cores with the
+// HTTP threads and with each other). Every rank's scheduler is in the same state here, so
+// all take the same kind of broadcast.
 static void bcast_header(ivl_session *s, tick_header *h) {
+    if (!ivl_sched_idle(s->sched)) {
+        MPI_Bcast(h, (int)sizeof *h, MPI_BYTE, 0, s->dist.topo.world.comm);
+        return;
+    }
     MPI_Request rq;
     MPI_Ibcast(h, (int)sizeof *h, MPI_BYTE, 0, s->dist.topo.world.comm, &rq);
     int done = 0;
@@ -317,12 +324,28 @@ static void add_job(loop_state *ls, tick_msg *m, ivl_serve_job *j) {
     pthread_mutex_unlock(&j->mu);
 }
 
-// Queued jobs that join the batch now, oldest first, while there is room. Jobs whose client
-// went away or whose time is up end here without running. When nothing runs, waits up to
-// 50 ms for a job (the idle wait).
+static int job_ends(void *ctx, ivl_serve_job *j) {
+    return end_reason(ctx, j, ivl_serve_now()) != NULL;
+}
+
+// Queued jobs whose client went away or whose time is up end now, wherever they wait (a full
+// batch can keep the queue waiting for a long time).
+static void sweep_queue(loop_state *ls) {
+    ivl_serve_job *out[64];
+    int n;
+    while ((n = ivl_serve_queue_take_if(ls->e->queue, job_ends, ls, out, 64)) > 0)
+        for (int k = 0; k < n; k++) {
+            end_job(ls->e, out[k], end_reason(ls, out[k], ivl_serve_now()), 0);
+            ivl_serve_job_unref(out[k]);
+        }
+}
+
+// Queued jobs that join the batch now, oldest first, while there is room. When nothing runs,
+// waits up to 50 ms for a job (the idle wait).
 static void plan_admits(loop_state *ls, tick_msg *m, int busy) {
     ivl_serve_engine *e = ls->e;
     int64_t new_blocks = 0;
+    sweep_queue(ls);
     for (;;) {
         ivl_serve_job *j = ivl_serve_queue_peek(e->queue, busy || m->h.n_new ? 0 : 0.05);
         if (!j) break;

@@ -187,6 +187,20 @@ ivl_serve_job *ivl_serve_queue_peek(ivl_serve_queue *q, double timeout_s) {
     return j;
 }
 
+int ivl_serve_queue_take_if(ivl_serve_queue *q, int (*match)(void *ctx, ivl_serve_job *j),
+                            void *ctx, ivl_serve_job **out, int max) {
+    pthread_mutex_lock(&q->mu);
+    int taken = 0, kept = 0;
+    for (int i = 0; i < q->n; i++) {
+        ivl_serve_job *j = q->items[(q->head + i) % q->cap];
+        if (taken < max && match(ctx, j)) out[taken++] = j;
+        else q->items[(q->head + kept++) % q->cap] = j;
+    }
+    q->n = kept;
+    pthread_mutex_unlock(&q->mu);
+    return taken;
+}
+
 int ivl_serve_queue_len(ivl_serve_queue *q) {
     pthread_mutex_lock(&q->mu);
     int n = q->n;

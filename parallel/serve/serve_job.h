@@ -82,6 +82,10 @@ ivl_serve_job *ivl_serve_queue_pop(ivl_serve_queue *q, double timeout_s);
 // The oldest job left in the queue (the queue keeps its reference), or NULL after timeout_s.
 // For the queue's only consumer: the job stays valid until that consumer pops it.
 ivl_serve_job *ivl_serve_queue_peek(ivl_serve_queue *q, double timeout_s);
+// Takes the queued jobs for which match(ctx, job) is nonzero, at most max, into out (the
+// caller owns their references); the others keep their order. Returns how many.
+int ivl_serve_queue_take_if(ivl_serve_queue *q, int (*match)(void *ctx, ivl_serve_job *j),
+                            void *ctx, ivl_serve_job **out, int max);
 int ivl_serve_queue_len(ivl_serve_queue *q);
 void ivl_serve_queue_close(ivl_serve_queue *q);
 

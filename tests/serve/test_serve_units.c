@@ -175,6 +175,36 @@ static void test_job(void) {
     ivl_serve_job_unref(j);
 }
 
+static int is_cancelled(void *ctx, ivl_serve_job *j) {
+    (void)ctx;
+    return atomic_load(&j->cancel);
+}
+
+// take_if: the matching jobs leave the queue, the others keep their order.
+static void test_queue_take(void) {
+    ivl_serve_queue q;
+    ivl_serve_queue_init(&q, 4);
+    ivl_serve_job *a = ivl_serve_job_new(), *b = ivl_serve_job_new(), *c = ivl_serve_job_new();
+    atomic_store(&b->cancel, 1);
+    EXPECT(ivl_serve_queue_push(&q, a) == 0 && ivl_serve_queue_push(&q, b) == 0 &&
+           ivl_serve_queue_push(&q, c) == 0, "push 3");
+    ivl_serve_job *out[4];
+    EXPECT(ivl_serve_queue_take_if(&q, is_cancelled, NULL, out, 4) == 1 && out[0] == b &&
+           ivl_serve_queue_len(&q) == 2, "take the cancelled one");
+    ivl_serve_job_unref(out[0]);
+    ivl_serve_job *p = ivl_serve_queue_pop(&q, 0);
+    EXPECT(p == a, "a first");
+    ivl_serve_job_unref(p);
+    p = ivl_serve_queue_pop(&q, 0);
+    EXPECT(p == c && ivl_serve_queue_len(&q) == 0, "then c");
+    ivl_serve_job_unref(p);
+    ivl_serve_queue_free(&q);
+    EXPECT(a->refs == 1 && b->refs == 1 && c->refs == 1, "refs back to 1");
+    ivl_serve_job_unref(a);
+    ivl_serve_job_unref(b);
+    ivl_serve_job_unref(c);
+}
+
 static void test_metrics(void) {
     ivl_serve_metrics m;
     ivl_serve_metrics_init(&m);
@@ -200,6 +230,7 @@ int main(void) {
     test_parse();
     test_media();
     test_job();
+    test_queue_take();
     test_metrics();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
