@@ -10,7 +10,9 @@
 #  - a client that stalls half-way through a request is cut off by the read timeout;
 #  - a client that disconnects mid-stream cancels its sequence;
 #  - a full queue answers 429 with Retry-After; the per-request timeout answers 504;
-#  - SIGTERM: running requests finish within the grace period, exit 0.
+#  - SIGTERM: running requests finish within the grace period, exit 0;
+#  - a KV cache too small for all concurrent requests: they wait or are preempted, and each
+#    still gets chat's answer.
 set -u
 BIN=$1 MODEL=$2
 IMG=${3:-/usr/share/doc/imagemagick-6-common/html/images/examples.jpg}
@@ -257,4 +259,23 @@ ok "SIGTERM during a stream: the stream ends ([DONE]) after the 2 s grace, exit 
 grep -q '^data: {"error"' "$WORK/sse_e" && \
   [ "$(tail -n 2 "$WORK/sse_e" | head -1)" = "data: [DONE]" ] || fail "queued stream at SIGTERM: $(grep -c keep-alive "$WORK/sse_e") keep-alives; $(head -c 400 "$WORK/sse_e")"
 ok "a stream queued for longer than --read-timeout 1 stays open ($(grep -c "^: keep-alive" "$WORK/sse_e") keep-alive comments), then gets an error event (timeout or shutdown) and [DONE]"
+# ---- a KV cache for about 3 requests, 8 at once: admission waits for free blocks, a
+# sequence that needs a block when none is left is preempted and recomputed; every answer is
+# still chat's, and every block comes back ----
+want40=$("$BIN" chat --model "$MODEL" --image "$IMG" --max-tiles 1 --max-new-tokens 40 "$Q" 2>/dev/null)
+serve_start --kv-mem 1M --no-prefix-cache
+chat_body "$WORK/req" "$Q" "$IMG" ',"max_tokens":40,"temperature":0,"max_tiles":1'
+cpids=()
+for i in 1 2 3 4 5 6 7 8; do
+  curl -s -o "$WORK/small$i" --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" &
+  cpids+=($!)
+done
+wait "${cpids[@]}"
+for i in 1 2 3 4 5 6 7 8; do
+  got=$(json_get "$WORK/small$i" 'd["choices"][0]["message"]["content"]')
+  [ "$got" = "$want40" ] || fail "small KV cache, request $i: '$got' vs chat '$want40'"
+done
+wait_metric ivl_serve_kv_blocks_used 0
+ok "KV cache of $(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_kv_blocks_total //p') blocks, 8 concurrent requests: each = internvl chat ($(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_preemptions_total //p') preemptions, at most $(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_running_sequences_peak //p') running), every block back"
+serve_stop
 echo "all serve_curl checks passed"
