@@ -210,6 +210,20 @@ for m in ivl_serve_requests_total ivl_serve_prompt_tokens_total ivl_serve_comple
   grep -q "^$m" "$WORK/metrics" || fail "/metrics has no $m"
 done
 ok "/metrics in the Prometheus text format"
+# A client that disconnects while another request streams: only its sequence ends (its KV
+# blocks freed before the next step), the other one goes on in the batch.
+curl -sN --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" > "$WORK/sse_keep" 2>/dev/null &
+keep=$!
+wait_metric ivl_serve_running_sequences 1
+curl -sN --max-time 3 --data-binary @"$WORK/req" "$URL/v1/chat/completions" > "$WORK/sse" 2>/dev/null
+wait_metric ivl_serve_cancelled_total 2
+wait_metric ivl_serve_running_sequences 1
+n1=$(grep -c '"content"' "$WORK/sse_keep")
+kill "$keep"; wait "$keep" 2>/dev/null
+wait_metric ivl_serve_cancelled_total 3
+wait_metric ivl_serve_running_sequences 0
+wait_metric ivl_serve_kv_blocks_used 0
+ok "a disconnect in a batch of 2: that sequence cancelled, the other kept streaming ($n1 chunks), then cancelled too; KV freed"
 serve_stop
 ok "SIGTERM when idle: exit 0"
 
