@@ -60,6 +60,7 @@ typedef struct {
     int draining;
     double idle_since;
     int trimmed;
+    tick_msg msg;              // this tick's message
 } loop_state;
 
 // One request in the scheduler (every rank; the job side on rank 0 only).
@@ -484,13 +485,30 @@ static void submit_tick(loop_state *ls, const tick_msg *m) {
     }
 }
 
-// Cancels, new requests, one step: the same calls in the same order on every rank.
-static void run_tick(loop_state *ls, tick_msg *m) {
+// ivl_engine_run's feed, every rank: waits for rank 0's next tick (rank 0 plans it; while
+// nothing runs it waits for requests here), then applies its cancels and submits its new
+// requests, the same calls in the same order on every rank. 0: step; 1: the server stops.
+static int feed(void *ctx, ivl_engine *eng, uint64_t tick) {
+    loop_state *ls = ctx;
     ivl_session *s = ls->e->s;
+    tick_msg *m = &ls->msg;
+    (void)eng;
+    (void)tick;
+    while (ls->root && !plan_tick(ls, m)) {}
+    if (s->distributed) bcast_header(s, &m->h);
+    if (m->h.cmd == CMD_EXIT) return 1;
+    if (s->distributed) share_msg(s, m);
     for (int64_t k = 0; k < m->h.n_cancel; k++) ivl_sched_cancel(s->sched, m->cancel[k]);
     submit_tick(ls, m);
     if (m->h.tiles) msg_drop_pixels(m);
-    ivl_engine_step(ivl_session_engine(s));
+    return 0;
+}
+
+// ivl_engine_run's drain: the gauges after the step (rank 0).
+static void drain(void *ctx, ivl_engine *eng, uint64_t tick) {
+    loop_state *ls = ctx;
+    (void)eng;
+    (void)tick;
     if (ls->root) update_gauges(ls);
 }
 
@@ -503,18 +521,12 @@ int ivl_serve_engine_run(ivl_serve_engine *e) {
     loop_state ls = {.e = e, .root = s->rank == 0, .block_size = s->dist.kv.block_size,
                      .max_seqs = e->max_seqs > 0 ? e->max_seqs : 32, .trimmed = 1};
     if (ls.root) {
-        char d[160];
+        char d[200];
         ivl_session_kv_describe(s, d, sizeof d);
         LOG_INFO("serve: %s; at most %d sequences in the running batch", d, ls.max_seqs);
     }
-    tick_msg m = {0};
-    for (;;) {
-        if (ls.root && !plan_tick(&ls, &m)) continue;
-        if (s->distributed) bcast_header(s, &m.h);
-        if (m.h.cmd == CMD_EXIT) break;
-        if (s->distributed) share_msg(s, &m);
-        run_tick(&ls, &m);
-    }
-    msg_free(&m);
+    ivl_engine_io io = {feed, drain, &ls};
+    ivl_engine_run(ivl_session_engine(s), &io);
+    msg_free(&ls.msg);
     return 0;
 }

@@ -8,8 +8,9 @@
 //     blocks allow; their prompt ids, sampling settings and pixels. Every rank encodes the
 //     tick's new images in one batch (kept until the last of their requests ends) and submits
 //     the requests, with content keys of their image rows for prefix reuse;
-//  3. one engine step (ivl_engine_step): prefill chunks of new requests mixed with one decode
-//     row of each running one.
+//  3. one engine step: prefill chunks of new requests mixed with one decode row of each
+//     running one. The loop is the engine's (ivl_engine_run): 1 and 2 are its feed, the
+//     gauges its drain.
 // Rank 0 broadcasts one message per tick (a header, then the cancel ids, the new jobs'
 // headers, ids and pixels). Tokens stream into each job on rank 0 (detokenised
 // incrementally, stop strings applied) through the scheduler's on_token; on_done finishes the
