@@ -4,7 +4,8 @@
 //   mpirun -np 4 internvl serve --model M.h5 --tp 2 --pp 2
 //
 // Rank 0 serves HTTP (parallel/serve/serve_http.h) and queues checked requests; every rank
-// runs the engine loop (parallel/serve/serve_engine.h), one request at a time for now.
+// runs the engine loop (parallel/serve/serve_engine.h): continuous batching, requests join
+// and leave the running batch between engine steps (at most --max-seqs at once).
 // SIGTERM, SIGINT or SIGUSR1 (what mpirun forwards): stop accepting, let running and queued
 // requests finish within --grace seconds (then cancel them), exit 0.
 #include <getopt.h>
@@ -39,6 +40,7 @@ static void usage(FILE *f) {
             "  --system TEXT            default system message (default: config.json's)\n"
             "  --allowed-local-media D  accept file:// image URLs under directory D\n"
             "  --max-queue N            waiting requests before 429 (default 64)\n"
+            "  --max-seqs N             most requests in the running batch (default 32)\n"
             "  --max-body BYTES         request body limit (default 33554432)\n"
             "  --max-image-bytes BYTES  one encoded image (default 20971520)\n"
             "  --max-pixels N           one decoded image (default 40000000; decompression bombs)\n"
@@ -63,7 +65,7 @@ int cmd_serve(int argc, char **argv) {
     ivl_serve_model sm = {.max_pixels = 40000000, .max_total_tiles = 64,
                           .default_max_tokens = 512, .timeout_s = 600,
                           .media = {NULL, 20u << 20}};
-    int max_queue = 64;
+    int max_queue = 64, max_seqs = 32;
     double grace = 30;
     ivl_parallel_opts popt = ivl_parallel_opts_default();
     ivl_kv_opts kvo = {0};
@@ -71,7 +73,8 @@ int cmd_serve(int argc, char **argv) {
         {"model", 1, 0, 'm'},        {"host", 1, 0, 'H'},          {"port", 1, 0, 'P'},
         {"port-file", 1, 0, 'F'},    {"served-model-name", 1, 0, 'N'},
         {"system", 1, 0, 's'},       {"allowed-local-media", 1, 0, 'A'},
-        {"max-queue", 1, 0, 'q'},    {"max-body", 1, 0, 'b'},      {"max-image-bytes", 1, 0, 'B'},
+        {"max-queue", 1, 0, 'q'},    {"max-seqs", 1, 0, 'S'},
+        {"max-body", 1, 0, 'b'},     {"max-image-bytes", 1, 0, 'B'},
         {"max-pixels", 1, 0, 'X'},   {"max-images", 1, 0, 'I'},    {"max-total-tiles", 1, 0, 'T'},
         {"default-max-tokens", 1, 0, 'n'}, {"request-timeout", 1, 0, 't'},
         {"read-timeout", 1, 0, 'r'}, {"grace", 1, 0, 'g'},         {"device", 1, 0, 'd'},
@@ -90,6 +93,7 @@ int cmd_serve(int argc, char **argv) {
         case 's': system = optarg; break;
         case 'A': sm.media.allowed_root = optarg; break;
         case 'q': max_queue = ivl_parse_int("--max-queue", optarg, 1, 1 << 20); break;
+        case 'S': max_seqs = ivl_parse_int("--max-seqs", optarg, 1, 4096); break;
         case 'b': ho.max_body = (size_t)ivl_parse_double("--max-body", optarg, 1024, 1e10); break;
         case 'B': sm.media.max_bytes = (size_t)ivl_parse_double("--max-image-bytes", optarg, 1, 1e10); break;
         case 'X': sm.max_pixels = (int64_t)ivl_parse_double("--max-pixels", optarg, 1, 1e12); break;
@@ -149,6 +153,7 @@ int cmd_serve(int argc, char **argv) {
     // context, and prepare refuses one that would not fit the cache.
     kvo.min_positions = 256;
     kvo.want_positions = 2LL * cfg->llm.max_position;
+    kvo.max_seqs = max_seqs;
     if (ivl_session_kv_init(&s, &kvo) != 0) ivl_die(1, "%s", ivl_last_error());
     sm.context = s.dist.kv.n_blocks * s.dist.kv.block_size;
 
@@ -186,7 +191,8 @@ int cmd_serve(int argc, char **argv) {
     }
     ivl_serve_engine eng = {.s = &s, .stop_id = stop, .queue = &queue, .metrics = &metrics,
                             .shutdown = &g_shutdown, .grace_s = grace, .on_drain = drain,
-                            .drain_ctx = http, .kvo = kvo};
+                            .drain_ctx = http, .kvo = kvo,
+                            .max_seqs = max_seqs};
     ivl_serve_engine_run(&eng);
     ivl_serve_http_stop(http);   // every job is finished: the connection threads end
     ivl_serve_queue_free(&queue);

@@ -1,15 +1,22 @@
 // serve_engine.h - the engine loop of `internvl serve`, on every rank (the only thread that
-// calls MPI). Rank 0 takes a job from the queue, broadcasts it (prompt ids, sampling,
-// pixels) to every rank, and all ranks encode the images and run ivl_generate over the
-// session's step, as `internvl chat` does. Tokens stream back into the job on rank 0
-// (detokenised incrementally, stop strings applied). Between decode steps rank 0 decides
-// whether to stop (client gone, per-request timeout, stop string, shutdown grace over) and
-// broadcasts that decision, so every rank leaves the loop at the same step. One paged KV
-// cache (parallel/scheduler.h) serves every job; its prefix cache keeps finished requests'
-// blocks for the next turn of a conversation.
+// calls MPI): continuous batching over the session's scheduler (parallel/scheduler.h).
 //
-// One request at a time: running several jobs in one batch through the scheduler replaces
-// the inside of this loop; the queue, job and HTTP layers stay.
+// Each tick rank 0 decides, and every rank then does the same in the same order:
+//  1. which running requests end now (client gone, per-request timeout, a stop string in the
+//     text, shutdown grace over): their ids, cancelled in the scheduler (KV blocks freed);
+//  2. which queued jobs join the batch: as many as a sequence slot (--max-seqs) and free KV
+//     blocks allow; their prompt ids, sampling settings and pixels. Every rank encodes the
+//     tick's new images in one batch (kept until the last of their requests ends) and submits
+//     the requests, with content keys of their image rows for prefix reuse;
+//  3. one engine step: prefill chunks of new requests mixed with one decode row of each
+//     running one. The loop is the engine's (ivl_engine_run): 1 and 2 are its feed, the
+//     gauges its drain.
+// Rank 0 broadcasts one message per tick (a header, then the cancel ids, the new jobs'
+// headers, ids and pixels). Tokens stream into each job on rank 0 (detokenised
+// incrementally, stop strings applied) through the scheduler's on_token; on_done finishes the
+// job (stop, length, cancelled, timeout, shutdown, error) with its usage, including the prompt
+// tokens the prefix cache served. While nothing runs, rank 0 waits on the queue and the other
+// ranks wait for the next header in a polled non-blocking broadcast (no spinning).
 #ifndef IVL_SERVE_ENGINE_H
 #define IVL_SERVE_ENGINE_H
 
@@ -29,6 +36,7 @@ typedef struct {
     void (*on_drain)(void *ctx);          // rank 0: stop accepting (called once)
     void *drain_ctx;
     ivl_kv_opts kvo;                      // the KV cache (--kv-mem ...)
+    int max_seqs;                         // most requests in the running batch (--max-seqs)
 } ivl_serve_engine;
 
 // Runs until a shutdown signal has drained the queue. Collective. Returns 0.

@@ -85,6 +85,9 @@ static cJSON *usage_json(const ivl_serve_job *j) {
     cJSON_AddNumberToObject(u, "prompt_tokens", j->n_ids);
     cJSON_AddNumberToObject(u, "completion_tokens", j->n_gen);
     cJSON_AddNumberToObject(u, "total_tokens", j->n_ids + j->n_gen);
+    // OpenAI's field for prompt tokens served from the prefix cache (an earlier turn's KV).
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", j->cached_tokens);
     return u;
 }
 
@@ -92,7 +95,8 @@ static cJSON *usage_json(const ivl_serve_job *j) {
 static const char *api_reason(const char *r) { return r && !strcmp(r, "length") ? "length" : "stop"; }
 
 static int failed_reason(const char *r) {
-    return r && (!strcmp(r, "timeout") || !strcmp(r, "shutdown") || !strcmp(r, "cancelled"));
+    return r && (!strcmp(r, "timeout") || !strcmp(r, "shutdown") || !strcmp(r, "cancelled") ||
+                 !strcmp(r, "error"));
 }
 
 static void reason_error(const ivl_serve_job *j, ivl_serve_error *e) {
@@ -101,6 +105,10 @@ static void reason_error(const ivl_serve_job *j, ivl_serve_error *e) {
                        "timeout (server option --request-timeout; %d tokens were generated)",
                        j->n_gen);
         e->type = "timeout";
+    } else if (!strcmp(j->finish_reason, "error")) {
+        ivl_serve_fail(e, 500, "", "the engine could not run this request (the server log says "
+                       "why; %d tokens were generated)", j->n_gen);
+        e->type = "server_error";
     } else {
         ivl_serve_fail(e, 503, "", "the server is shutting down; retry on another instance");
     }

@@ -176,6 +176,31 @@ ivl_serve_job *ivl_serve_queue_pop(ivl_serve_queue *q, double timeout_s) {
     return j;
 }
 
+ivl_serve_job *ivl_serve_queue_peek(ivl_serve_queue *q, double timeout_s) {
+    struct timespec ts;
+    deadline_in(&ts, timeout_s);
+    pthread_mutex_lock(&q->mu);
+    while (q->n == 0)
+        if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT) break;
+    ivl_serve_job *j = q->n ? q->items[q->head] : NULL;
+    pthread_mutex_unlock(&q->mu);
+    return j;
+}
+
+int ivl_serve_queue_take_if(ivl_serve_queue *q, int (*match)(void *ctx, ivl_serve_job *j),
+                            void *ctx, ivl_serve_job **out, int max) {
+    pthread_mutex_lock(&q->mu);
+    int taken = 0, kept = 0;
+    for (int i = 0; i < q->n; i++) {
+        ivl_serve_job *j = q->items[(q->head + i) % q->cap];
+        if (taken < max && match(ctx, j)) out[taken++] = j;
+        else q->items[(q->head + kept++) % q->cap] = j;
+    }
+    q->n = kept;
+    pthread_mutex_unlock(&q->mu);
+    return taken;
+}
+
 int ivl_serve_queue_len(ivl_serve_queue *q) {
     pthread_mutex_lock(&q->mu);
     int n = q->n;

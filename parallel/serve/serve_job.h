@@ -3,7 +3,8 @@
 //
 // The HTTP side fills the input, queues the job and waits on its output; the engine appends
 // text as tokens come, and finishes it. A client that goes away sets `cancel`; the engine
-// sees it between decode steps. Reference counted: the last of the two sides frees it.
+// sees it before its next step and cancels the sequence (its KV blocks are freed then).
+// Reference counted: the last of the two sides frees it.
 #ifndef IVL_SERVE_JOB_H
 #define IVL_SERVE_JOB_H
 
@@ -37,9 +38,11 @@ typedef struct ivl_serve_job {
     size_t len, cap;
     size_t ready;                // bytes of text that no stop string can take back
     int n_gen;                   // completion tokens (the end-of-turn separator not counted)
+    int cached_tokens;           // prompt tokens taken from the prefix cache (set at the end)
     int started;                 // the engine took it
     int done;
-    const char *finish_reason;   // "stop", "length", "timeout", "cancelled", "shutdown"
+    const char *finish_reason;   // "stop", "length", "timeout", "cancelled", "shutdown",
+                                 // "error" (the engine could not run it; the log says why)
     double t_first;              // when the first token came (0: none yet)
     // ---- control ----
     atomic_int cancel;           // 1: the client went away
@@ -76,6 +79,13 @@ void ivl_serve_queue_free(ivl_serve_queue *q);   // unrefs what is left
 int ivl_serve_queue_push(ivl_serve_queue *q, ivl_serve_job *j);
 // The oldest job (the caller owns its reference), or NULL after timeout_s.
 ivl_serve_job *ivl_serve_queue_pop(ivl_serve_queue *q, double timeout_s);
+// The oldest job left in the queue (the queue keeps its reference), or NULL after timeout_s.
+// For the queue's only consumer: the job stays valid until that consumer pops it.
+ivl_serve_job *ivl_serve_queue_peek(ivl_serve_queue *q, double timeout_s);
+// Takes the queued jobs for which match(ctx, job) is nonzero, at most max, into out (the
+// caller owns their references); the others keep their order. Returns how many.
+int ivl_serve_queue_take_if(ivl_serve_queue *q, int (*match)(void *ctx, ivl_serve_job *j),
+                            void *ctx, ivl_serve_job **out, int max);
 int ivl_serve_queue_len(ivl_serve_queue *q);
 void ivl_serve_queue_close(ivl_serve_queue *q);
 

@@ -45,20 +45,15 @@ void ivl_serve_metrics_done(ivl_serve_metrics *m, int prompt_tokens, int complet
     pthread_mutex_unlock(&m->mu);
 }
 
-void ivl_serve_metrics_gauges(ivl_serve_metrics *m, int queue_length, int running,
-                              int64_t kv_used, int64_t kv_cached, int64_t kv_total) {
+void ivl_serve_metrics_gauges(ivl_serve_metrics *m, const ivl_serve_gauges *g) {
     pthread_mutex_lock(&m->mu);
-    m->queue_length = queue_length;
-    m->running = running;
-    m->kv_used = kv_used;
-    m->kv_cached = kv_cached;
-    m->kv_total = kv_total;
+    m->g = *g;
     pthread_mutex_unlock(&m->mu);
 }
 
 void ivl_serve_metrics_queue(ivl_serve_metrics *m, int queue_length) {
     pthread_mutex_lock(&m->mu);
-    m->queue_length = queue_length;
+    m->g.queue_length = queue_length;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -123,21 +118,34 @@ char *ivl_serve_metrics_render(ivl_serve_metrics *m) {
              "Mean seconds per generated token after the first, per request.", &m->tpot);
     put_hist(&b, "ivl_serve_request_duration_seconds",
              "Seconds from a request's arrival to its last token.", &m->e2e);
+    put(&b, "# HELP ivl_serve_prompt_tokens_cached_total Prompt tokens served from the prefix "
+            "cache (KV blocks of an earlier request with the same prefix), not computed again.\n"
+            "# TYPE ivl_serve_prompt_tokens_cached_total counter\n"
+            "ivl_serve_prompt_tokens_cached_total %lld\n", (long long)m->g.reused_tokens);
+    put(&b, "# HELP ivl_serve_preemptions_total Sequences paused when KV blocks ran out and "
+            "recomputed later.\n"
+            "# TYPE ivl_serve_preemptions_total counter\nivl_serve_preemptions_total %lld\n",
+        (long long)m->g.preemptions);
     put(&b, "# HELP ivl_serve_queue_length Requests waiting for the engine.\n"
-            "# TYPE ivl_serve_queue_length gauge\nivl_serve_queue_length %d\n", m->queue_length);
-    put(&b, "# HELP ivl_serve_running_sequences Sequences being generated (one request at a "
-            "time).\n"
-            "# TYPE ivl_serve_running_sequences gauge\nivl_serve_running_sequences %d\n", m->running);
+            "# TYPE ivl_serve_queue_length gauge\nivl_serve_queue_length %d\n", m->g.queue_length);
+    put(&b, "# HELP ivl_serve_running_sequences Sequences in the running batch (continuous "
+            "batching: requests join and leave it between engine steps).\n"
+            "# TYPE ivl_serve_running_sequences gauge\nivl_serve_running_sequences %d\n",
+        m->g.running);
+    put(&b, "# HELP ivl_serve_running_sequences_peak Most sequences in one engine step since "
+            "the server started.\n"
+            "# TYPE ivl_serve_running_sequences_peak gauge\nivl_serve_running_sequences_peak %d\n",
+        m->g.peak_running);
     put(&b, "# HELP ivl_serve_kv_blocks_used KV cache blocks referenced by running sequences.\n"
             "# TYPE ivl_serve_kv_blocks_used gauge\nivl_serve_kv_blocks_used %lld\n",
-        (long long)m->kv_used);
+        (long long)m->g.kv_used);
     put(&b, "# HELP ivl_serve_kv_blocks_cached KV cache blocks held only by the prefix cache "
             "(reusable by a request with the same prefix, evicted when blocks run out).\n"
             "# TYPE ivl_serve_kv_blocks_cached gauge\nivl_serve_kv_blocks_cached %lld\n",
-        (long long)m->kv_cached);
+        (long long)m->g.kv_cached);
     put(&b, "# HELP ivl_serve_kv_blocks_total KV cache blocks in the pool (--kv-mem).\n"
             "# TYPE ivl_serve_kv_blocks_total gauge\nivl_serve_kv_blocks_total %lld\n",
-        (long long)m->kv_total);
+        (long long)m->g.kv_total);
     put(&b, "# HELP ivl_serve_uptime_seconds Seconds since the server started.\n"
             "# TYPE ivl_serve_uptime_seconds gauge\nivl_serve_uptime_seconds %.3f\n",
         ivl_serve_now() - m->start);

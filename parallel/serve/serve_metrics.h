@@ -14,6 +14,17 @@ typedef struct {
     uint64_t n;
 } ivl_serve_hist;
 
+// The engine's side, set by the engine loop after every step (and when idle).
+typedef struct {
+    int queue_length;                // requests waiting in the HTTP queue
+    int running;                     // sequences in the running batch (the scheduler's)
+    int peak_running;                // most sequences in one step since start
+    int64_t kv_used, kv_cached, kv_total;   // KV blocks referenced by sequences / held only by
+                                            // the prefix cache / in the pool
+    int64_t reused_tokens;           // prompt positions served from the prefix cache (total)
+    int64_t preemptions;             // sequences paused for KV blocks and recomputed (total)
+} ivl_serve_gauges;
+
 typedef struct {
     pthread_mutex_t mu;
     uint64_t by_status[600];         // requests answered, by HTTP status
@@ -22,10 +33,7 @@ typedef struct {
     ivl_serve_hist ttft;             // seconds from arrival to the first token
     ivl_serve_hist tpot;             // seconds per output token after the first
     ivl_serve_hist e2e;              // seconds from arrival to the last token
-    int queue_length;                // waiting jobs
-    int running;                     // sequences being generated (0 or 1: one at a time)
-    int64_t kv_used, kv_cached, kv_total;   // KV blocks referenced by sequences / held only by
-                                            // the prefix cache / in the pool
+    ivl_serve_gauges g;              // the engine's state after its last step
     double start;                    // monotonic seconds at start
 } ivl_serve_metrics;
 
@@ -34,8 +42,7 @@ void ivl_serve_metrics_status(ivl_serve_metrics *m, int status);
 // A finished generation: its token counts and timings (ttft < 0: no token came).
 void ivl_serve_metrics_done(ivl_serve_metrics *m, int prompt_tokens, int completion_tokens,
                             double ttft, double tpot, double e2e, const char *finish_reason);
-void ivl_serve_metrics_gauges(ivl_serve_metrics *m, int queue_length, int running,
-                              int64_t kv_used, int64_t kv_cached, int64_t kv_total);
+void ivl_serve_metrics_gauges(ivl_serve_metrics *m, const ivl_serve_gauges *g);
 void ivl_serve_metrics_queue(ivl_serve_metrics *m, int queue_length);
 // The exposition text (malloc'ed).
 char *ivl_serve_metrics_render(ivl_serve_metrics *m);

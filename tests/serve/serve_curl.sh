@@ -2,12 +2,17 @@
 # serve_curl.sh INTERNVL MODEL: `internvl serve` on one rank driven by curl.
 #  - a greedy request with an image returns exactly what `internvl chat` prints, plain and
 #    streamed (server-sent events ending with [DONE], a usage chunk), and the second turn of a
-#    conversation with the image in the first turn matches chat's second answer;
+#    conversation with the image in the first turn matches chat's second answer and reports
+#    the first turn's reused KV in usage.prompt_tokens_details.cached_tokens (a fresh server
+#    with --no-prefix-cache: the same answer, 0 cached); concurrent requests batched together
+#    each get chat's answer;
 #  - bad input gets a 4xx with an OpenAI-style error body and the server keeps serving;
 #  - a client that stalls half-way through a request is cut off by the read timeout;
 #  - a client that disconnects mid-stream cancels its sequence;
 #  - a full queue answers 429 with Retry-After; the per-request timeout answers 504;
-#  - SIGTERM: running requests finish within the grace period, exit 0.
+#  - SIGTERM: running requests finish within the grace period, exit 0;
+#  - a KV cache too small for all concurrent requests: they wait or are preempted, and each
+#    still gets chat's answer.
 set -u
 BIN=$1 MODEL=$2
 IMG=${3:-/usr/share/doc/imagemagick-6-common/html/images/examples.jpg}
@@ -66,10 +71,30 @@ json.dump({"model": model, "temperature": 0, "max_tokens": 10, "max_tiles": 2, "
     {"role": "assistant", "content": a1},
     {"role": "user", "content": q2}]}, open(out, "w"), ensure_ascii=False)
 PYEOF
+cp "$WORK/req" "$WORK/turn2"
 post "$WORK/req"
 got=$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')
 [ "$STATUS" = 200 ] && [ "$got" = "${two[1]}" ] || fail "second turn: HTTP $STATUS '$got' vs chat '${two[1]}'"
-ok "multi-turn, image in the first turn = internvl chat's second answer"
+# The first turn (same image, same messages) ran before: its KV blocks serve the prefix.
+cached=$(json_get "$WORK/resp" 'd["usage"]["prompt_tokens_details"]["cached_tokens"]')
+ptoks=$(json_get "$WORK/resp" 'd["usage"]["prompt_tokens"]')
+[ "$cached" -gt 0 ] && [ "$cached" -lt "$ptoks" ] || fail "second turn: cached_tokens $cached of $ptoks prompt tokens (want 0 < cached < prompt)"
+ok "multi-turn, image in the first turn = internvl chat's second answer; prefix cache: $cached of $ptoks prompt tokens"
+
+# Continuous batching: concurrent requests run in one batch, each gets chat's answer.
+chat_body "$WORK/req" "$Q" "$IMG" ',"max_tokens":12,"temperature":0,"max_tiles":2'
+cpids=()
+for i in 1 2 3 4; do
+  curl -s -o "$WORK/conc$i" --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" &
+  cpids+=($!)
+done
+wait "${cpids[@]}"
+for i in 1 2 3 4; do
+  got=$(json_get "$WORK/conc$i" 'd["choices"][0]["message"]["content"]')
+  [ "$got" = "$want" ] || fail "concurrent request $i: '$got' vs chat '$want'"
+done
+peak=$(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_running_sequences_peak //p')
+ok "4 concurrent requests = internvl chat each (most sequences in one step so far: $peak)"
 
 # Sampling maps onto chat's sampler: temperature + top_p + seed, no top-k.
 swant=$("$BIN" chat --model "$MODEL" --image "$IMG" --max-tiles 2 --max-new-tokens 12 --do-sample \
@@ -185,11 +210,34 @@ for m in ivl_serve_requests_total ivl_serve_prompt_tokens_total ivl_serve_comple
   grep -q "^$m" "$WORK/metrics" || fail "/metrics has no $m"
 done
 ok "/metrics in the Prometheus text format"
+# A client that disconnects while another request streams: only its sequence ends (its KV
+# blocks freed before the next step), the other one goes on in the batch.
+curl -sN --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" > "$WORK/sse_keep" 2>/dev/null &
+keep=$!
+wait_metric ivl_serve_running_sequences 1
+curl -sN --max-time 3 --data-binary @"$WORK/req" "$URL/v1/chat/completions" > "$WORK/sse" 2>/dev/null
+wait_metric ivl_serve_cancelled_total 2
+wait_metric ivl_serve_running_sequences 1
+n1=$(grep -c '"content"' "$WORK/sse_keep")
+kill "$keep"; wait "$keep" 2>/dev/null
+wait_metric ivl_serve_cancelled_total 3
+wait_metric ivl_serve_running_sequences 0
+wait_metric ivl_serve_kv_blocks_used 0
+ok "a disconnect in a batch of 2: that sequence cancelled, the other kept streaming ($n1 chunks), then cancelled too; KV freed"
 serve_stop
 ok "SIGTERM when idle: exit 0"
 
 # ---- bounded queue (429 + Retry-After), per-request timeout (504), SIGTERM with work ----
-serve_start --max-queue 1 --request-timeout 8 --grace 2 --read-timeout 1
+# --max-seqs 1: one request runs, the next waits in the queue (continuous batching would
+# otherwise take it into the running batch at once).
+serve_start --max-queue 1 --max-seqs 1 --request-timeout 8 --grace 2 --read-timeout 1 --no-prefix-cache
+# A fresh server without the prefix cache gives the second turn the same answer, all computed.
+post "$WORK/turn2"
+got=$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')
+[ "$STATUS" = 200 ] && [ "$got" = "${two[1]}" ] || fail "second turn, fresh server: HTTP $STATUS '$got' vs '${two[1]}'"
+[ "$(json_get "$WORK/resp" 'd["usage"]["prompt_tokens_details"]["cached_tokens"]')" = 0 ] \
+  || fail "--no-prefix-cache: cached_tokens $(json_get "$WORK/resp" 'd["usage"]')"
+ok "second turn on a fresh server with --no-prefix-cache: the same answer, cached_tokens 0"
 chat_body "$WORK/long" "$Q" "$IMG" ',"max_tokens":30000,"max_tiles":2,"stream":true'
 curl -sN --max-time 30 --data-binary @"$WORK/long" "$URL/v1/chat/completions" > "$WORK/sse_a" &
 ca=$!
@@ -225,4 +273,23 @@ ok "SIGTERM during a stream: the stream ends ([DONE]) after the 2 s grace, exit 
 grep -q '^data: {"error"' "$WORK/sse_e" && \
   [ "$(tail -n 2 "$WORK/sse_e" | head -1)" = "data: [DONE]" ] || fail "queued stream at SIGTERM: $(grep -c keep-alive "$WORK/sse_e") keep-alives; $(head -c 400 "$WORK/sse_e")"
 ok "a stream queued for longer than --read-timeout 1 stays open ($(grep -c "^: keep-alive" "$WORK/sse_e") keep-alive comments), then gets an error event (timeout or shutdown) and [DONE]"
+# ---- a KV cache for about 3 requests, 8 at once: admission waits for free blocks, a
+# sequence that needs a block when none is left is preempted and recomputed; every answer is
+# still chat's, and every block comes back ----
+want40=$("$BIN" chat --model "$MODEL" --image "$IMG" --max-tiles 1 --max-new-tokens 40 "$Q" 2>/dev/null)
+serve_start --kv-mem 1M --no-prefix-cache
+chat_body "$WORK/req" "$Q" "$IMG" ',"max_tokens":40,"temperature":0,"max_tiles":1'
+cpids=()
+for i in 1 2 3 4 5 6 7 8; do
+  curl -s -o "$WORK/small$i" --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" &
+  cpids+=($!)
+done
+wait "${cpids[@]}"
+for i in 1 2 3 4 5 6 7 8; do
+  got=$(json_get "$WORK/small$i" 'd["choices"][0]["message"]["content"]')
+  [ "$got" = "$want40" ] || fail "small KV cache, request $i: '$got' vs chat '$want40'"
+done
+wait_metric ivl_serve_kv_blocks_used 0
+ok "KV cache of $(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_kv_blocks_total //p') blocks, 8 concurrent requests: each = internvl chat ($(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_preemptions_total //p') preemptions, at most $(curl -s "$URL/metrics" | sed -n 's/^ivl_serve_running_sequences_peak //p') running), every block back"
+serve_stop
 echo "all serve_curl checks passed"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # serve_load.sh INTERNVL MODEL IMAGE [OUT.jsonl]: a bounded load test on loopback
 # (bench/serve_load.py): 64 concurrent streaming clients for 128 requests, then one client at
-# a time for 16; no error, and the server's RSS back near idle afterwards (no leak).
+# a time for 16; no error, several sequences batched in one step, and afterwards no sequence
+# running, no KV block used and the server's RSS back near idle (no leak).
 set -u
 BIN=$1 MODEL=$2 IMG=$3 OUT=${4:-}
 MODEL_ID=$(basename "$MODEL" .h5)
@@ -17,6 +18,16 @@ ok "one client at a time: $(cat "$WORK/one")"
 $LOAD --url "$URL" --image "$IMG" --pid "$SERVE_PID" --clients 64 --requests 128 --label 64-clients "${json[@]}" \
   > "$WORK/load" || fail "64 clients: $(cat "$WORK/load")"
 ok "64 concurrent clients: $(cat "$WORK/load")"
+# Continuous batching: the load ran several sequences in one step; afterwards nothing runs
+# and every KV block is back (the prefix cache may keep some, reusable and evictable).
+wait_metric ivl_serve_running_sequences 0
+wait_metric ivl_serve_kv_blocks_used 0
+"$PY" - "$WORK/load" <<'PYEOF' || fail "no batching under load"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["peak_running"] > 1, d
+print(f"most sequences in one step under load: {d['peak_running']}; after: {d['running_after']} running, {d['kv_blocks_used_after']} KV blocks used")
+PYEOF
 if [ -n "${ASAN_OPTIONS:-}" ]; then
   echo "RSS check skipped under AddressSanitizer (its quarantine holds freed memory; LeakSanitizer checks leaks at exit)"
 else "$PY" - "$WORK/one" "$WORK/load" <<'PYEOF' || fail "RSS did not come back to idle"

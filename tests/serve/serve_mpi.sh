@@ -1,7 +1,9 @@
 #!/bin/bash
 # serve_mpi.sh INTERNVL MODEL IMAGE: `internvl serve` under mpirun.
 #  - tp 2 x pp 2 and pp 2 x vit-tp 2 answer a greedy request with an image (plain and streamed)
-#    with exactly the text `internvl chat` prints on one rank;
+#    with exactly the text `internvl chat` prints on one rank, also when batched with other
+#    concurrent requests, and the second turn of a conversation reuses the first's KV blocks
+#    (usage.prompt_tokens_details.cached_tokens > 0) with chat's second answer;
 #  - 4 ranks, one non-zero rank killed with SIGKILL while a request streams: every process is
 #    gone within 30 s and the client gets an error (a cut stream), not a hang.
 set -u
@@ -12,6 +14,20 @@ MPI=(${MPIRUN:-mpirun} --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 
 Q="Describe the image."
 want=$(OPENBLAS_NUM_THREADS=1 "$BIN" chat --model "$MODEL" --image "$IMG" --max-tiles 2 --max-new-tokens 12 "$Q" 2>/dev/null)
 [ -n "$want" ] || fail "internvl chat printed nothing"
+Q2="请再详细一点。"
+mapfile -t two < <(printf '%s\n%s\n' "$Q" "$Q2" | OPENBLAS_NUM_THREADS=1 "$BIN" chat --model "$MODEL" \
+                   --image "$IMG" --max-tiles 2 --max-new-tokens 10 2>/dev/null)
+[ "${#two[@]}" = 2 ] || fail "chat gave ${#two[@]} answer lines"
+"$PY" - "$WORK/turn2" "$IMG" "$MODEL_ID" "$Q" "${two[0]}" "$Q2" <<'PYEOF'
+import base64, json, sys
+out, img, model, q1, a1, q2 = sys.argv[1:]
+url = "data:image/jpeg;base64," + base64.b64encode(open(img, "rb").read()).decode()
+json.dump({"model": model, "temperature": 0, "max_tokens": 10, "max_tiles": 2, "messages": [
+    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                 {"type": "text", "text": q1}]},
+    {"role": "assistant", "content": a1},
+    {"role": "user", "content": q2}]}, open(out, "w"), ensure_ascii=False)
+PYEOF
 
 stream_text() {  # stream_text SSEFILE: the concatenated deltas
   "$PY" -c '
@@ -34,6 +50,29 @@ for lay in "-np 4 -- --tp 2 --pp 2" "-np 2 -- --pp 2 --vit-tp 2"; do
   curl -sN --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" > "$WORK/sse"
   [ "$(stream_text "$WORK/sse")" = "$want" ] || fail "$lay streamed: '$(stream_text "$WORK/sse")'"
   ok "mpirun ${lay/-- /}: plain and streamed answers = internvl chat on one rank"
+  # Continuous batching across ranks: concurrent requests (images and text only) in one tick's
+  # message; each image request = chat; then the second turn reuses the first's KV blocks.
+  chat_body "$WORK/req" "$Q" "$IMG" ',"max_tokens":12,"temperature":0,"max_tiles":2'
+  chat_body "$WORK/text" "hi" "" ',"max_tokens":5'
+  cpids=()
+  for i in 1 2 3; do
+    curl -s -o "$WORK/conc$i" --max-time 120 --data-binary @"$WORK/req" "$URL/v1/chat/completions" &
+    cpids+=($!)
+  done
+  curl -s -o "$WORK/conc4" --max-time 120 --data-binary @"$WORK/text" "$URL/v1/chat/completions" &
+  cpids+=($!)
+  wait "${cpids[@]}"
+  for i in 1 2 3; do
+    got=$(json_get "$WORK/conc$i" 'd["choices"][0]["message"]["content"]')
+    [ "$got" = "$want" ] || fail "$lay: concurrent request $i: '$got' vs chat '$want'"
+  done
+  [ "$(json_get "$WORK/conc4" 'd["usage"]["completion_tokens"]')" = 5 ] || fail "$lay: concurrent text request: $(cat "$WORK/conc4")"
+  post "$WORK/turn2"
+  got=$(json_get "$WORK/resp" 'd["choices"][0]["message"]["content"]')
+  cached=$(json_get "$WORK/resp" 'd["usage"]["prompt_tokens_details"]["cached_tokens"]')
+  [ "$STATUS" = 200 ] && [ "$got" = "${two[1]}" ] && [ "$cached" -gt 0 ] \
+    || fail "$lay: second turn: HTTP $STATUS '$got' vs chat '${two[1]}', cached_tokens $cached"
+  ok "mpirun ${lay/-- /}: 4 concurrent requests (3 = chat), second turn = chat with $cached cached prompt tokens"
   if [ "$lay" != "-np 4 -- --tp 2 --pp 2" ]; then serve_stop USR1; ok "SIGUSR1 to mpirun (forwarded to the ranks): exit 0"; continue; fi
 
   # Kill rank 2 mid-stream.

@@ -1,6 +1,7 @@
 // serve_openai.cjs - the official OpenAI Node client against `internvl serve` (run by
 // serve_openai.sh): models, plain and streamed completions with an image, a two-turn
-// conversation with the image in the first turn, errors as the client's typed exceptions,
+// conversation with the image in the first turn (the first turn's KV blocks reused:
+// usage.prompt_tokens_details.cached_tokens), errors as the client's typed exceptions,
 // an aborted stream. Env: OPENAI_DIR (where `npm install openai` put node_modules), URL,
 // MODEL_ID, IMG, Q, Q2, WANT, WANT2 (what `internvl chat` printed for the two turns).
 const path = require('path');
@@ -41,7 +42,9 @@ async function main() {
   const r2 = await client.chat.completions.create({ ...params, max_tokens: 10, messages: [
     first, { role: 'assistant', content: env.WANT1 }, { role: 'user', content: env.Q2 }] });
   assert.strictEqual(r2.choices[0].message.content, env.WANT2);
-  console.log('ok   second turn (image in the first) = internvl chat');
+  const cached = r2.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached > 0 && cached < r2.usage.prompt_tokens, `cached_tokens ${cached}`);
+  console.log(`ok   second turn (image in the first) = internvl chat; ${cached} of ${r2.usage.prompt_tokens} prompt tokens from the prefix cache`);
 
   async function expectError(name, status, cls, body) {
     try {

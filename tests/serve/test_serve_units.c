@@ -102,6 +102,13 @@ static void test_media(void) {
     free(o);
     EXPECT(ivl_base64_decode("aGV*bG8=", 8, &o, &n) == -1, "b64 bad char");
     EXPECT(ivl_base64_decode("a", 1, &o, &n) == -1, "b64 bad length");
+    EXPECT(ivl_base64_decode("aGVsbG*=", 8, &o, &n) == -1, "b64 bad char in the last group");
+    EXPECT(ivl_base64_decode("TWFueSBoYW5kcyBtYWtlIGxpZ2h0IHdvcmsu", 36, &o, &n) == 0 && n == 27 &&
+           !memcmp(o, "Many hands make light work.", 27), "b64 whole groups");
+    free(o);
+    EXPECT(ivl_base64_decode("/+/+AP8=", 8, &o, &n) == 0 && n == 5 &&
+           !memcmp(o, "\xff\xef\xfe\x00\xff", 5), "b64 + / and high bytes");
+    free(o);
     ivl_serve_error e;
     ivl_serve_media_opts mo = {NULL, 100};
     EXPECT(ivl_serve_media_fetch("data:image/png;base64,aGVsbG8=", &mo, "p", &o, &n, &e) == 0 && n == 5, "data url");
@@ -157,6 +164,7 @@ static void test_job(void) {
     ivl_serve_queue_init(&q, 2);
     EXPECT(ivl_serve_queue_push(&q, j) == 0 && ivl_serve_queue_push(&q, j) == 0, "push");
     EXPECT(ivl_serve_queue_push(&q, j) == -1 && ivl_serve_queue_len(&q) == 2, "full");
+    EXPECT(ivl_serve_queue_peek(&q, 0.01) == j && ivl_serve_queue_len(&q) == 2, "peek leaves it");
     ivl_serve_job *p = ivl_serve_queue_pop(&q, 0.01);
     EXPECT(p == j, "pop");
     ivl_serve_job_unref(p);
@@ -167,19 +175,53 @@ static void test_job(void) {
     ivl_serve_job_unref(j);
 }
 
+static int is_cancelled(void *ctx, ivl_serve_job *j) {
+    (void)ctx;
+    return atomic_load(&j->cancel);
+}
+
+// take_if: the matching jobs leave the queue, the others keep their order.
+static void test_queue_take(void) {
+    ivl_serve_queue q;
+    ivl_serve_queue_init(&q, 4);
+    ivl_serve_job *a = ivl_serve_job_new(), *b = ivl_serve_job_new(), *c = ivl_serve_job_new();
+    atomic_store(&b->cancel, 1);
+    EXPECT(ivl_serve_queue_push(&q, a) == 0 && ivl_serve_queue_push(&q, b) == 0 &&
+           ivl_serve_queue_push(&q, c) == 0, "push 3");
+    ivl_serve_job *out[4];
+    EXPECT(ivl_serve_queue_take_if(&q, is_cancelled, NULL, out, 4) == 1 && out[0] == b &&
+           ivl_serve_queue_len(&q) == 2, "take the cancelled one");
+    ivl_serve_job_unref(out[0]);
+    ivl_serve_job *p = ivl_serve_queue_pop(&q, 0);
+    EXPECT(p == a, "a first");
+    ivl_serve_job_unref(p);
+    p = ivl_serve_queue_pop(&q, 0);
+    EXPECT(p == c && ivl_serve_queue_len(&q) == 0, "then c");
+    ivl_serve_job_unref(p);
+    ivl_serve_queue_free(&q);
+    EXPECT(a->refs == 1 && b->refs == 1 && c->refs == 1, "refs back to 1");
+    ivl_serve_job_unref(a);
+    ivl_serve_job_unref(b);
+    ivl_serve_job_unref(c);
+}
+
 static void test_metrics(void) {
     ivl_serve_metrics m;
     ivl_serve_metrics_init(&m);
     ivl_serve_metrics_status(&m, 200);
     ivl_serve_metrics_status(&m, 429);
     ivl_serve_metrics_done(&m, 100, 10, 0.3, 0.02, 0.5, "cancelled");
-    ivl_serve_metrics_gauges(&m, 3, 1, 38, 5, 400);
+    ivl_serve_metrics_gauges(&m, &(ivl_serve_gauges){.queue_length = 3, .running = 2, .peak_running = 5,
+                                                 .kv_used = 38, .kv_cached = 5, .kv_total = 400,
+                                                 .reused_tokens = 320});
     char *t = ivl_serve_metrics_render(&m);
     EXPECT(strstr(t, "ivl_serve_requests_total{status=\"429\"} 1\n") &&
            strstr(t, "ivl_serve_time_to_first_token_seconds_bucket{le=\"0.5\"} 1\n") &&
            strstr(t, "ivl_serve_time_to_first_token_seconds_bucket{le=\"0.25\"} 0\n") &&
            strstr(t, "ivl_serve_queue_length 3\n") && strstr(t, "ivl_serve_kv_blocks_used 38\n") && strstr(t, "ivl_serve_kv_blocks_total 400\n") &&
-           strstr(t, "ivl_serve_cancelled_total 1\n") && strstr(t, "ivl_serve_prompt_tokens_total 100\n"),
+           strstr(t, "ivl_serve_cancelled_total 1\n") && strstr(t, "ivl_serve_prompt_tokens_total 100\n") &&
+           strstr(t, "ivl_serve_running_sequences 2\n") && strstr(t, "ivl_serve_running_sequences_peak 5\n") &&
+           strstr(t, "ivl_serve_prompt_tokens_cached_total 320\n"),
            "metrics text:\n%s", t);
     free(t);
 }
@@ -188,6 +230,7 @@ int main(void) {
     test_parse();
     test_media();
     test_job();
+    test_queue_take();
     test_metrics();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
