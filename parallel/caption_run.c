@@ -366,8 +366,8 @@ typedef struct {
     seq_state **seqs;           // the new images' states, in plan order
     int32_t **prompts;          // their prompt ids (owned until the plan is sent)
     int n, cap;
-    float *pixels;              // [total_tiles, 3, S, S]
-    int64_t pix_cap;            // floats
+    uint8_t *pixels;            // [total_tiles, S, S, 3]: the tiles before normalising
+    int64_t pix_cap;            // bytes
     int64_t tiles;
 } plan_build;
 
@@ -384,7 +384,7 @@ static void pb_reserve(plan_build *pb) {
 }
 
 static void admit(leader *L, plan_build *pb, ivl_cap_event *ev, ivl_token_list *ids) {
-    const int64_t per_tile = (int64_t)3 * L->e->cfg->vit.image_size * L->e->cfg->vit.image_size;
+    const int64_t per_tile = (int64_t)3 * L->e->cfg->vit.image_size * L->e->cfg->vit.image_size;   // bytes
     pb_reserve(pb);
     seq_state *s = ivl_calloc(1, sizeof *s);
     s->unit = ev->unit;
@@ -403,9 +403,9 @@ static void admit(leader *L, plan_build *pb, ivl_cap_event *ev, ivl_token_list *
     int64_t need = (tile0 + s->tiles) * per_tile;
     if (need > pb->pix_cap) {
         pb->pix_cap = need * 2;
-        pb->pixels = ivl_realloc(pb->pixels, (size_t)pb->pix_cap * sizeof(float));
+        pb->pixels = ivl_realloc(pb->pixels, (size_t)pb->pix_cap);
     }
-    memcpy(pb->pixels + tile0 * per_tile, ev->img.pixels, (size_t)(s->tiles * per_tile) * sizeof(float));
+    memcpy(pb->pixels + tile0 * per_tile, ev->img.pixels, (size_t)(s->tiles * per_tile));
     const int k = pb->n++;
     Ivl__ImageRef *r = &pb->refs[k];
     ivl__image_ref__init(r);
@@ -646,7 +646,8 @@ static int cap_feed(void *ctx, ivl_engine *eng, uint64_t tick) {
     const Ivl__BatchPlan *plan = got->plan;
 
     // 3. Vision: every new image's tiles in one batch; each rank gets only the tiles it
-    // encodes (its share), from rank 0.
+    // encodes (its share), from rank 0, as uint8 (a quarter of the normalised floats), and
+    // normalises them itself (ToTensor + Normalize, the reference's float32 arithmetic).
     ivl_watchdog_phase(c->wd, "the vision encoder (tile transfer from rank 0, embedding join)");
     double t_vis = ivl_cap_now();
     ivl_tensor embeds = {0};
@@ -654,22 +655,30 @@ static int cap_feed(void *ctx, ivl_engine *eng, uint64_t tick) {
     if (new_tiles > 0) {
         int64_t t0 = 0, t1 = new_tiles;
         if (e->tile_share) e->tile_share(e->encode_ctx, rank, new_tiles, &t0, &t1);
-        ivl_tensor px = {IVL_F32, 4, {t1 - t0, 3, S, S}, NULL, IVL_HOST};
+        const uint8_t *mine = NULL;
+        uint8_t *got_px = NULL;
         if (rank == 0) {
             for (int r = 1; r < c->world.size; r++) {
                 int64_t a, b;
                 e->tile_share(e->encode_ctx, r, new_tiles, &a, &b);
                 if (b > a)
                     c->mpi->send(&c->world, pb->pixels + a * per_tile, (size_t)((b - a) * per_tile),
-                                 IVL_F32, r);
+                                 IVL_U8, r);
             }
-            px.data = pb->pixels + t0 * per_tile;
+            mine = pb->pixels + t0 * per_tile;
         } else if (t1 > t0) {
-            px.data = ivl_malloc((size_t)((t1 - t0) * per_tile) * sizeof(float));
-            c->mpi->recv(&c->world, px.data, (size_t)((t1 - t0) * per_tile), IVL_F32, 0);
+            got_px = ivl_malloc((size_t)((t1 - t0) * per_tile));
+            c->mpi->recv(&c->world, got_px, (size_t)((t1 - t0) * per_tile), IVL_U8, 0);
+            mine = got_px;
         }
+        ivl_tensor px = {IVL_F32, 4, {t1 - t0, 3, S, S}, NULL, IVL_HOST};
+        if (t1 > t0) {
+            px.data = ivl_malloc((size_t)((t1 - t0) * per_tile) * sizeof(float));
+            ivl_tiles_normalize_f32(mine, (int)(t1 - t0), S, px.data);
+        }
+        free(got_px);
         e->encode(e->encode_ctx, t1 > t0 ? &px : NULL, new_tiles, &embeds);
-        if (rank != 0) free(px.data);
+        free(px.data);
     }
     t_vis = ivl_cap_now() - t_vis;
     if (rank == 0)
@@ -734,6 +743,7 @@ int ivl_caption_run(const ivl_caption_engine *e, const ivl_cap_inputs *in,
         popt.max_file_bytes = o->max_member_bytes;   // files by path: the tar member limit
         popt.exif_transpose = o->exif_transpose;
         popt.use_thumbnail = e->cfg->use_thumbnail;
+        popt.dtype = IVL_U8;   // decoded tiles wait in the queue and travel as uint8
         L->feed = ivl_cap_feed_start(in, L->units, o->out_dir, &popt, o->threads, o->queue,
                                      o->max_member_bytes);
         L->last_flush = ivl_cap_now();

@@ -181,7 +181,9 @@ typedef struct ivl_preprocess_opts {
     int min_tiles;       // min_num, 1
     int max_tiles;       // max_num: 12 in the config and chat demo, 6 in the old README
     int use_thumbnail;   // 1 for InternVL 1.5 (config use_thumbnail=True)
-    ivl_dtype dtype;     // IVL_F32 (what the reference makes) or IVL_BF16 (its .to(bf16), RNE)
+    ivl_dtype dtype;     // IVL_F32 (what the reference makes) or IVL_BF16 (its .to(bf16), RNE);
+                         // IVL_U8: the HWC uint8 tiles before normalising (ivl_image_tiles_u8;
+                         // ivl_tiles_normalize_f32 later gives the F32 bits)
     int64_t max_pixels;  // decode limit; <= 0 means IVL_IMAGE_DEFAULT_MAX_PIXELS
     int64_t max_file_bytes;  // files read by path: size limit; <= 0 means
                              // IVL_IMAGE_DEFAULT_MAX_FILE_BYTES (ivl_image_load_bounded)
@@ -211,7 +213,7 @@ void ivl_tiles_normalize_bf16(const uint8_t *hwc, int ntiles, int image_size, ui
 
 // The whole per-image reference pipeline on a decoded image: picks the grid, resizes,
 // crops and normalises. *pixels is malloc'ed [grid->ntiles, 3, S, S] of opts->dtype (F32 or
-// BF16); free() it. Returns 0, or -1 (ivl_last_error) on bad options or out of memory.
+// BF16), or [grid->ntiles, S, S, 3] uint8 for IVL_U8 (not normalised); free() it. Returns 0, or -1 (ivl_last_error) on bad options or out of memory.
 int ivl_image_preprocess(const ivl_image *img, const ivl_preprocess_opts *opts,
                          ivl_tile_grid *grid, void **pixels);
 

@@ -109,8 +109,8 @@ ivl_image_pipeline *ivl_image_pipeline_create(int nthreads, int capacity,
     if (o.max_pixels <= 0) o.max_pixels = IVL_IMAGE_DEFAULT_MAX_PIXELS;
     ivl_tile_grid g;
     if (ivl_tile_grid_select(1, 1, o.min_tiles, o.max_tiles, o.image_size, 0, &g)) return NULL;
-    if (o.dtype != IVL_F32 && o.dtype != IVL_BF16) {
-        ivl_errorf("image pipeline: output dtype must be f32 or bf16");
+    if (o.dtype != IVL_F32 && o.dtype != IVL_BF16 && o.dtype != IVL_U8) {
+        ivl_errorf("image pipeline: output dtype must be f32, bf16 or u8");
         return NULL;
     }
     ivl_image_pipeline *p = ivl_calloc(1, sizeof *p);

@@ -148,14 +148,24 @@ int ivl_image_preprocess(const ivl_image *img, const ivl_preprocess_opts *opts,
                          ivl_tile_grid *grid, void **pixels) {
     ivl_preprocess_opts o = opts ? *opts : ivl_preprocess_defaults();
     *pixels = NULL;
-    if (o.dtype != IVL_F32 && o.dtype != IVL_BF16)
-        return ivl_errorf("preprocess: output dtype must be f32 or bf16, not %s",
+    if (o.dtype != IVL_F32 && o.dtype != IVL_BF16 && o.dtype != IVL_U8)
+        return ivl_errorf("preprocess: output dtype must be f32, bf16 or u8, not %s",
                           ivl_dtype_name(o.dtype));
     if (!img || !img->rgb) return ivl_errorf("preprocess: empty image");
     if (ivl_tile_grid_select(img->width, img->height, o.min_tiles, o.max_tiles, o.image_size,
                              o.use_thumbnail, grid))
         return -1;
     if (check_grid(img, grid, o.image_size)) return -1;
+    if (o.dtype == IVL_U8) {   // the tiles before ToTensor + Normalize (a quarter of f32)
+        uint8_t *u8 = malloc((size_t)grid->ntiles * 3 * o.image_size * o.image_size);
+        if (!u8) return ivl_errorf("preprocess: out of memory for %d tiles", grid->ntiles);
+        if (ivl_image_tiles_u8(img, grid, o.image_size, u8)) {
+            free(u8);
+            return -1;
+        }
+        *pixels = u8;
+        return 0;
+    }
     size_t esz = o.dtype == IVL_BF16 ? 2 : 4;
     norm_ctx *c = malloc(sizeof *c);
     void *out = malloc((size_t)grid->ntiles * 3 * o.image_size * o.image_size * esz);

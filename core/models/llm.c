@@ -123,19 +123,18 @@ void ivl_kv_cache_init(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_s
     kv->k = ivl_calloc((size_t)c->layers, sizeof *kv->k);
     kv->v = ivl_calloc((size_t)c->layers, sizeof *kv->v);
     const int64_t rows = n_blocks * block_size, w = (int64_t)s->kv_heads * c->head_dim;
+    const int64_t nl = s->layer1 - s->layer0;
+    kv->pool = ivl_backend_alloc_2d(be, 2 * nl * rows, w);
     for (int l = s->layer0; l < s->layer1; l++) {
-        kv->k[l] = ivl_backend_alloc_2d(be, rows, w);
-        kv->v[l] = ivl_backend_alloc_2d(be, rows, w);
+        kv->k[l] = ivl_tensor_slice(&kv->pool, 2 * (l - s->layer0) * rows, rows);
+        kv->v[l] = ivl_tensor_slice(&kv->pool, (2 * (l - s->layer0) + 1) * rows, rows);
     }
     kv->layer0 = s->layer0;
     kv->layer1 = s->layer1;
 }
 
 void ivl_kv_cache_free(ivl_backend *be, const ivl_llm_shard *s, ivl_kv_cache *kv) {
-    for (int l = kv->layer0; kv->k && l < kv->layer1; l++) {
-        ivl_free_tensor(be, &kv->k[l]);
-        ivl_free_tensor(be, &kv->v[l]);
-    }
+    ivl_free_tensor(be, &kv->pool);
     free(kv->k);
     free(kv->v);
     memset(kv, 0, sizeof *kv);

@@ -66,7 +66,10 @@ void ivl_llm_free(ivl_backend *be, const ivl_llm_config *c, const ivl_llm_shard 
 typedef struct {
     int64_t n_blocks;
     int block_size;            // positions per block
-    ivl_tensor *k, *v;         // per global layer (only the shard's): [n_blocks * block_size, Kl*hd]
+    ivl_tensor *k, *v;         // per global layer (only the shard's): [n_blocks * block_size, Kl*hd],
+                               // views of `pool`
+    ivl_tensor pool;           // one allocation for every layer's k and v (on the CPU backend a
+                               // large one is mapped lazily: memory only for blocks used)
     int layer0, layer1;        // the shard's layers
 } ivl_kv_cache;
 
