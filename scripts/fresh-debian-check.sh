@@ -259,8 +259,20 @@ chroot "$ROOT" dpkg-query -W -f='${Package}\n' | sort > "$ROOT/.pkgs-before"
 step "root: $(chroot "$ROOT" cat /etc/debian_version), $(wc -l < "$ROOT/.pkgs-before") packages," \
      "$(chroot "$ROOT" cmake --version | head -1)"
 
+# What a booted system has and a bare chroot lacks. / is a mount point there (`ip netns exec`
+# and `unshare --propagation` remount / with other propagation: EINVAL on a plain folder), so
+# the root is bind-mounted onto itself first (private: nothing mounted inside reaches the host;
+# everything below is unmounted with it); /proc, /sys with the cgroup hierarchy (slurmd 22.05
+# refuses to start without a cgroup file system, even with no cgroup plugin configured), /dev,
+# /dev/shm.
+mnt "$ROOT" "$ROOT" --bind
+mount --make-private "$ROOT"
 mnt proc "$ROOT/proc" -t proc
 mnt sysfs "$ROOT/sys" -t sysfs
+if mountpoint -q /sys/fs/cgroup; then
+  mount --rbind /sys/fs/cgroup "$ROOT/sys/fs/cgroup"
+  mount --make-rslave "$ROOT/sys/fs/cgroup"
+fi
 mnt /dev "$ROOT/dev" --rbind
 mount --make-rslave "$ROOT/dev"
 mnt tmpfs "$ROOT/dev/shm" -t tmpfs

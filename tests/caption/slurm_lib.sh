@@ -63,8 +63,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
 runuser -u munge -- /usr/sbin/munged --socket="$S/munge/munge.sock" --pid-file="$S/munge/munged.pid" \
     --log-file="$S/munge/munged.log" --seed-file="$S/munge/munged.seed" || fail "munged did not start"
-/usr/sbin/slurmctld -i || fail "slurmctld did not start"
-/usr/sbin/slurmd -N localhost || fail "slurmd did not start"
+/usr/sbin/slurmctld -i || { tail -20 "$S/log/slurmctld.log"; fail "slurmctld did not start"; }
+/usr/sbin/slurmd -N localhost || { tail -20 "$S/log/slurmd.log"; fail "slurmd did not start"; }
 for _ in $(seq 100); do sinfo -h -o %t 2> /dev/null | grep -qx idle && break; sleep 0.2; done
 sinfo -h -o %t | grep -qx idle || { cat "$S/log/"*.log; fail "the node did not come up"; }
 

@@ -11,7 +11,13 @@ const OpenAI = require(path.join(process.env.OPENAI_DIR, 'node_modules', 'openai
 const env = process.env;
 
 async function main() {
-  const client = new OpenAI({ baseURL: env.URL + '/v1', apiKey: 'none', maxRetries: 0, timeout: 120000 });
+  // Node's own fetch (undici), not the client's default node-fetch@2.7.0: that reports a false
+  // "Premature close" after every chunked (streamed) response on a kept-alive socket on Node
+  // builds with the CVE-2026-48931 http.Agent fix, which includes Debian 12's nodejs
+  // 18.20.4+dfsg-1~deb12u3 (node-fetch issue 1767, nodejs issue 63989); the server's responses
+  // are complete. `fetch` is the v4 client's documented option; later majors use Node's fetch.
+  const client = new OpenAI({ baseURL: env.URL + '/v1', apiKey: 'none', maxRetries: 0, timeout: 120000,
+                              fetch: globalThis.fetch });
   const models = await client.models.list();
   assert.deepStrictEqual(models.data.map((m) => m.id), [env.MODEL_ID]);
   console.log('ok   models.list:', env.MODEL_ID);
