@@ -14,8 +14,9 @@
 # --kv-mem of the same bytes and --max-seqs 64, so its batch is bounded by what the images
 # really use. The baseline is REV (default bde8f05, the last commit with the slot cache) built
 # in build-baseline/ (CPU only). Runs alternate old, new, old, new... (--rounds, default 1)
-# so a load change on the machine hits both; images/s is each run's own summary figure.
-# Peak RSS and the decode batch of every run are recorded too.
+# so a load change on the machine hits both; images/s = images / the run's own wall time
+# (its summary line). CPU time (user + sys), peak RSS, the 5-minute load average after each
+# run and the new engine's decode batch are recorded too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -70,13 +71,17 @@ ARGS=(caption --model "$M" --input "$W/imgs" --max-tiles "$TILES" --max-new-toke
 run() {  # label bin args...
   local label=$1 bin=$2; shift 2
   rm -rf "$W/out-$label"
-  /usr/bin/time -f "%M" -o "$W/rss-$label" "$bin" "${ARGS[@]}" --out "$W/out-$label" "$@" > "$W/$label.log" 2>&1 \
+  /usr/bin/time -f "%M %U %S" -o "$W/rss-$label" "$bin" "${ARGS[@]}" --out "$W/out-$label" "$@" > "$W/$label.log" 2>&1 \
     || { cat "$W/$label.log"; echo "run $label failed" >&2; exit 1; }
-  local ips rss
-  ips=$(grep -o "[0-9.]* images/s" "$W/$label.log" | tail -1 | cut -d' ' -f1)
-  rss=$(( $(cat "$W/rss-$label") / 1024 ))
-  echo "$label $ips images/s, peak RSS $rss MiB"
-  printf '%s %s %s\n' "$label" "$ips" "$rss" >> "$W/runs"
+  local secs ips rss cpu load
+  secs=$(grep -o "outputs complete; [0-9.]* s" "$W/$label.log" | tail -1 | grep -o "[0-9.]* s" | cut -d' ' -f1)
+  ips=$(awk -v n="$N" -v s="$secs" 'BEGIN { printf "%.4f", n / s }')
+  read -r rss u sy < "$W/rss-$label"
+  rss=$(( rss / 1024 ))
+  cpu=$(awk -v u="$u" -v s="$sy" 'BEGIN { printf "%.1f", u + s }')
+  load=$(cut -d' ' -f2 /proc/loadavg)
+  echo "$label $ips images/s ($secs s, CPU $cpu s), peak RSS $rss MiB, load average $load"
+  printf '%s %s %s %s %s\n' "$label" "$ips" "$rss" "$cpu" "$load" >> "$W/runs"
 }
 rm -f "$W/runs"
 for r in $(seq 1 "$ROUNDS"); do
@@ -91,13 +96,16 @@ runs = [l.split() for l in open(sys.argv[1])]
 old = [float(r[1]) for r in runs if r[0].startswith("old")]
 new = [float(r[1]) for r in runs if r[0].startswith("new")]
 rss = {r[0]: int(r[2]) for r in runs}
+cpu_s = {r[0]: float(r[3]) for r in runs}
+load5 = {r[0]: float(r[4]) for r in runs}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rec = {"bench": "caption_kv", "date": time.strftime("%Y-%m-%d"), "device": cpu,
        "nproc": int(subprocess.check_output(["nproc"]).decode()), "backend": "cpu",
        "model": "mini-2b (random weights)", "images": int(sys.argv[3]), "new_tokens": int(sys.argv[4]),
        "max_tiles": int(sys.argv[5]), "baseline": sys.argv[6], "kv_mib": float(sys.argv[7]),
        "old_images_s": old, "new_images_s": new, "ratio": statistics.median(new) / statistics.median(old),
-       "new_peak_in_flight": int(sys.argv[8] or 0), "peak_rss_mib": rss}
+       "new_peak_in_flight": int(sys.argv[8] or 0), "peak_rss_mib": rss,
+       "cpu_s": cpu_s, "loadavg_5min_after": load5}
 open(sys.argv[2], "a").write(json.dumps(rec) + "\n")
 print(json.dumps(rec))
 PYEOF

@@ -9,8 +9,11 @@
 # refuses it together with the tests' own -x options).
 # Environment: CTEST_ARGS (extra ctest arguments, e.g. "-L weights"), JOBS (default nproc),
 # SANITIZE_EXCLUDE: a ctest -E regex of tests left out (default: the Pillow parity sweep over
-# every photo and the realvocab layout repeats, ~20% of the time, whose code the other tests
-# and the fuzz targets already run under ASan; SANITIZE_EXCLUDE= runs everything).
+# every photo, the realvocab layout repeats, the multi-turn chat and e2e-bench runs and the
+# quantization accuracy sweep, ~25% of the time, whose code the other tests and the fuzz
+# targets already run under ASan: sched_unit and serve_curl cover prefix reuse, the caption
+# tests the caption pipeline, quant_forward_vs_ref the quantized kernels; SANITIZE_EXCLUDE=
+# runs everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$PWD
@@ -30,6 +33,6 @@ export LSAN_OPTIONS="suppressions=$SRC/scripts/lsan-openmpi.supp:print_suppressi
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # Python tests that load our shared libraries (none today) would need LD_PRELOAD of libasan.
 cd "$BUILD"
-EXCLUDE=${SANITIZE_EXCLUDE-image_pil_parity|layout_mini2b-realvocab_}
+EXCLUDE=${SANITIZE_EXCLUDE-image_pil_parity|layout_mini2b-realvocab_|chat_prefix|bench_e2e_caption|quant_accuracy}
 ctest --output-on-failure --no-tests=error -j "$JOBS" --timeout 900 -LE "fuzz|gpu" ${EXCLUDE:+-E "$EXCLUDE"} ${CTEST_ARGS:-}
 echo "sanitize.sh: tests passed in $(( $(date +%s) - t1 )) s (total $(( $(date +%s) - t0 )) s)"
