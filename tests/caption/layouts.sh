@@ -1,5 +1,5 @@
 #!/bin/bash
-# Captions under mpirun with tensor and pipeline parallelism; the token budget and KV slots
+# Captions under mpirun with tensor and pipeline parallelism; the token budget and --max-seqs
 # are small so sequences join and leave the batch all the time. Captions must equal the
 # single-rank greedy ones, one line per key, error lines for the bad inputs (also with --vit-tp
 # and with more vision groups than a batch has tiles per group).
