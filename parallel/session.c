@@ -10,6 +10,35 @@
 #include <string.h>
 #include <unistd.h>
 
+// This rank's share of the free memory: the GPU's free memory (split between the ranks
+// sharing it), or on the CPU backend MemAvailable (free + reclaimable page cache, not MemFree:
+// reading the model file fills the page cache, which the kernel gives back) split between the
+// node's ranks. 0 when it cannot be read.
+static int rank_free_memory(ivl_backend *be, const ivl_rank_device *dev, size_t *free_b,
+                            size_t *total_b) {
+    const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
+    if (x) {
+        x->mem_info(be, free_b, total_b);
+        if (dev->gpu.shared) {
+            int per_gpu = (dev->gpu.nranks + dev->gpu.visible - 1) / dev->gpu.visible;
+            *free_b /= (size_t)per_gpu;
+        }
+        return 1;
+    }
+    unsigned long long kb = 0;
+    char line[256];
+    FILE *f = fopen("/proc/meminfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    if (f) fclose(f);
+    long page = sysconf(_SC_PAGESIZE), all = sysconf(_SC_PHYS_PAGES);
+    if (!kb || page <= 0) return 0;
+    int local = ivl_comm_local_size() > 0 ? ivl_comm_local_size() : 1;
+    *free_b = (size_t)(kb * 1024ULL / (unsigned long long)local);
+    *total_b = (size_t)page * (size_t)all;
+    return 1;
+}
+
 // On a GPU, checks before loading that this rank's share of the weights fits, so a layout
 // that cannot work fails at once with the numbers and a layout that would, instead of an
 // out-of-memory error halfway through loading.
@@ -22,27 +51,7 @@ static int check_device_memory(ivl_backend *be, const ivl_model_config *cfg,
                                ivl_model_file *mf) {
     const ivl_cuda_ext *x = ivl_cuda_ext_of(be);
     size_t free_b = 0, total_b = 0;
-    if (x) {
-        x->mem_info(be, &free_b, &total_b);
-        if (dev->gpu.shared) {
-            int per_gpu = (dev->gpu.nranks + dev->gpu.visible - 1) / dev->gpu.visible;
-            free_b /= (size_t)per_gpu;
-        }
-    } else {
-        // MemAvailable (free + reclaimable page cache), not MemFree: reading the model file
-        // fills the page cache, which the kernel gives back.
-        unsigned long long kb = 0;
-        char line[256];
-        FILE *f = fopen("/proc/meminfo", "r");
-        while (f && fgets(line, sizeof line, f))
-            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
-        if (f) fclose(f);
-        long page = sysconf(_SC_PAGESIZE), all = sysconf(_SC_PHYS_PAGES);
-        if (!kb || page <= 0) return 0;
-        int local = ivl_comm_local_size() > 0 ? ivl_comm_local_size() : 1;
-        free_b = (size_t)(kb * 1024ULL / (unsigned long long)local);
-        total_b = (size_t)page * (size_t)all;
-    }
+    if (!rank_free_memory(be, dev, &free_b, &total_b)) return 0;
     const double dt = (double)ivl_dtype_size(be->dtype), GiB = 1024.0 * 1024 * 1024;
     double vision = o->text_only ? 0.0
                                  : (ivl_vit_param_count(&cfg->vit) / (double)o->vit_tp +
@@ -156,27 +165,13 @@ void ivl_session_kv_free(ivl_session *s) {
     if (s->model) ivl_dist_kv_free(&s->dist);
 }
 
-// This rank's default KV budget: a share of the memory left after the weights.
+// This rank's default KV budget: a share of the memory left after the weights (GPU: 80% of
+// its free memory; CPU: half of its share of MemAvailable).
 static int64_t default_kv_bytes(ivl_session *s) {
-    const ivl_cuda_ext *x = ivl_cuda_ext_of(s->be);
-    if (x) {
-        size_t free_b = 0, total_b = 0;
-        s->be->synchronize(s->be);
-        x->mem_info(s->be, &free_b, &total_b);
-        if (s->dev.gpu.shared) {
-            int per_gpu = (s->dev.gpu.nranks + s->dev.gpu.visible - 1) / s->dev.gpu.visible;
-            free_b /= (size_t)per_gpu;
-        }
-        return (int64_t)(free_b * 0.8);
-    }
-    unsigned long long kb = 0;
-    char line[256];
-    FILE *f = fopen("/proc/meminfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
-    if (f) fclose(f);
-    int local = ivl_comm_local_size() > 0 ? ivl_comm_local_size() : 1;
-    return (int64_t)(kb * 1024ULL / (unsigned long long)local / 2);
+    size_t free_b = 0, total_b = 0;
+    s->be->synchronize(s->be);
+    if (!rank_free_memory(s->be, &s->dev, &free_b, &total_b)) return 0;
+    return (int64_t)(ivl_cuda_ext_of(s->be) ? free_b * 0.8 : free_b / 2);
 }
 
 int ivl_session_kv_init(ivl_session *s, const ivl_kv_opts *o) {
@@ -188,7 +183,7 @@ int ivl_session_kv_init(ivl_session *s, const ivl_kv_opts *o) {
     int64_t budget = o->kv_mem > 0 ? o->kv_mem : default_kv_bytes(s);
     if (o->kv_mem <= 0 && o->want_positions > 0) {
         int64_t want = (o->want_positions + bs - 1) / bs * per_block;
-        if (budget > want) budget = want;
+        if (budget > want || budget <= 0) budget = want;   // <= 0: free memory unknown
     }
     int64_t nb = per_block > 0 ? budget / per_block : 0;
     // Every rank the same number of blocks: the smallest (block tables are shared).

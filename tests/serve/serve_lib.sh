@@ -61,6 +61,21 @@ chat_body() {
 }
 
 # post FILE -> body in $WORK/resp, status in $STATUS
+# turn2_body FILE Q A1 Q2: a request body: the image and Q, A1 as the assistant's answer,
+# then Q2 (greedy, 10 tokens, max_tiles 2), as `internvl chat`'s second turn sees it.
+turn2_body() {
+  "$PY" - "$1" "$IMG" "$MODEL_ID" "$2" "$3" "$4" <<'PYEOF'
+import base64, json, sys
+out, img, model, q1, a1, q2 = sys.argv[1:]
+url = "data:image/jpeg;base64," + base64.b64encode(open(img, "rb").read()).decode()
+json.dump({"model": model, "temperature": 0, "max_tokens": 10, "max_tiles": 2, "messages": [
+    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                 {"type": "text", "text": q1}]},
+    {"role": "assistant", "content": a1},
+    {"role": "user", "content": q2}]}, open(out, "w"), ensure_ascii=False)
+PYEOF
+}
+
 post() {
   STATUS=$(curl -s -o "$WORK/resp" -w '%{http_code}' -H 'Content-Type: application/json' \
                 --max-time 120 --data-binary @"$1" "$URL/v1/chat/completions")

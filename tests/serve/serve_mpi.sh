@@ -18,16 +18,7 @@ Q2="请再详细一点。"
 mapfile -t two < <(printf '%s\n%s\n' "$Q" "$Q2" | OPENBLAS_NUM_THREADS=1 "$BIN" chat --model "$MODEL" \
                    --image "$IMG" --max-tiles 2 --max-new-tokens 10 2>/dev/null)
 [ "${#two[@]}" = 2 ] || fail "chat gave ${#two[@]} answer lines"
-"$PY" - "$WORK/turn2" "$IMG" "$MODEL_ID" "$Q" "${two[0]}" "$Q2" <<'PYEOF'
-import base64, json, sys
-out, img, model, q1, a1, q2 = sys.argv[1:]
-url = "data:image/jpeg;base64," + base64.b64encode(open(img, "rb").read()).decode()
-json.dump({"model": model, "temperature": 0, "max_tokens": 10, "max_tiles": 2, "messages": [
-    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                 {"type": "text", "text": q1}]},
-    {"role": "assistant", "content": a1},
-    {"role": "user", "content": q2}]}, open(out, "w"), ensure_ascii=False)
-PYEOF
+turn2_body "$WORK/turn2" "$Q" "${two[0]}" "$Q2"
 
 stream_text() {  # stream_text SSEFILE: the concatenated deltas
   "$PY" -c '
