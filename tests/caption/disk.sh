@@ -7,12 +7,21 @@ T=$W/disk; rm -rf "$T"; mkdir -p "$T"
 # 1. A file size limit of 1 KiB (as a full disk), put on the running process once the model
 #    is loaded (MPI start-up writes bigger files of its own, so `ulimit -f` before the start
 #    would stop MPI rather than us). Several output files grow past 1 KiB.
-timeout 60 "$BIN" caption $ARGS $INPUTS --out "$T/full" --flush-interval 0 > "$T/full.log" 2>&1 &
+#    Its log goes through a pipe (cat writes the file): the limit applies to every file the
+#    process writes, and the log itself passes 1 KiB.
+timeout 60 "$BIN" caption $ARGS $INPUTS --out "$T/full" --flush-interval 0 > >(cat > "$T/full.log") 2>&1 &
 pid=$!
 for _ in $(seq 300); do grep -q "KV cache" "$T/full.log" && break; sleep 0.05; done
-for p in $(pgrep -P $pid); do prlimit --pid $p --fsize=1024 || fail "prlimit"; done
+lim=0
+for p in $(pgrep -P $pid); do   # timeout's children: the engine (not the log's cat)
+  [ "$(cat /proc/$p/comm 2>/dev/null)" != cat ] || continue
+  prlimit --pid $p --fsize=1024 || fail "prlimit"
+  lim=1
+done
+[ $lim = 1 ] || fail "no internvl process to limit"
 wait $pid
 rc=$?
+for _ in $(seq 100); do grep -q "caption stopped" "$T/full.log" && break; sleep 0.05; done   # cat's last write
 cat "$T/full.log"
 [ $rc -eq 1 ] || fail "file size limit: exit $rc, expected 1"
 grep -q "cannot write results to .*File too large.*finished results are kept" "$T/full.log" || fail "no clear message"
