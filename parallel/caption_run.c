@@ -298,19 +298,12 @@ static int handle_event(leader *L, ivl_cap_event *ev) {
 
 // ---- requests (every rank) ----
 
-// The image embeddings of one tick's new images, shared by their requests until the last
-// of them ends (a preempted request recomputes its prompt from them).
-typedef struct {
-    ivl_tensor t;
-    int refs;
-} emb_batch;
-
 typedef struct run_state run_state;
 
 // One request's context in the scheduler, on every rank.
 typedef struct {
     run_state *rs;
-    emb_batch *batch;
+    ivl_emb_batch *batch;      // the tick's embeddings (parallel/engine.h)
     ivl_tensor view;           // its rows of batch->t (empty on ranks without embeddings)
     seq_state *seq;            // rank 0
 } cap_req;
@@ -319,12 +312,6 @@ struct run_state {
     leader *L;                 // rank 0, else NULL
     ivl_backend *be;
 };
-
-static void batch_unref(run_state *rs, emb_batch *b) {
-    if (!b || --b->refs > 0) return;
-    if (b->t.data) rs->be->free(rs->be, &b->t);
-    free(b);
-}
 
 static void on_done(void *ctx, uint64_t id, const ivl_sched_done *d) {
     cap_req *cr = ctx;
@@ -340,7 +327,7 @@ static void on_done(void *ctx, uint64_t id, const ivl_sched_done *d) {
         // Cancelled (a second signal, a job error): no line; the next run redoes the key.
         seq_free(cr->seq);
     }
-    batch_unref(rs, cr->batch);
+    ivl_emb_batch_unref(rs->be, cr->batch);
     free(cr);
 }
 
@@ -499,10 +486,7 @@ static void submit_plan(const ivl_caption_engine *e, const ivl_caption_opts *o, 
                         const Ivl__BatchPlan *p, ivl_tensor *embeds, seq_state **seqs) {
     if (p->n_sequences == 0) return;
     const int64_t per = e->cfg->proj.tokens_per_tile;
-    emb_batch *b = ivl_calloc(1, sizeof *b);
-    b->t = *embeds;   // the batch owns the tick's embeddings now
-    memset(embeds, 0, sizeof *embeds);
-    b->refs = (int)p->n_sequences;
+    ivl_emb_batch *b = ivl_emb_batch_new(embeds, (int)p->n_sequences);   // owns them now
     int64_t *img = NULL;
     size_t img_cap = 0;
     for (size_t i = 0; i < p->n_sequences; i++) {

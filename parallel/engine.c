@@ -110,3 +110,17 @@ int ivl_engine_run(ivl_engine *e, const ivl_engine_io *io) {
         if (io->drain) io->drain(io->ctx, e, tick);
     }
 }
+
+ivl_emb_batch *ivl_emb_batch_new(ivl_tensor *t, int refs) {
+    ivl_emb_batch *b = ivl_calloc(1, sizeof *b);
+    b->t = *t;
+    b->refs = refs;
+    memset(t, 0, sizeof *t);
+    return b;
+}
+
+void ivl_emb_batch_unref(ivl_backend *be, ivl_emb_batch *b) {
+    if (!b || --b->refs > 0) return;
+    if (b->t.data) be->free(be, &b->t);
+    free(b);
+}

@@ -32,6 +32,16 @@ typedef struct {
     double last_step_s;               // wall time of the last forward (timings)
 } ivl_engine;
 
+// The image embeddings of one batch of new images (a tick of caption or serve), shared by the
+// requests that refer to them until the last of them ends (a preempted request recomputes its
+// prompt from them). ivl_emb_batch_new takes *t over (leaves it empty).
+typedef struct {
+    ivl_tensor t;
+    int refs;
+} ivl_emb_batch;
+ivl_emb_batch *ivl_emb_batch_new(ivl_tensor *t, int refs);
+void ivl_emb_batch_unref(ivl_backend *be, ivl_emb_batch *b);   // NULL ok
+
 // One step: 0 when the scheduler had nothing to run, else 1.
 int ivl_engine_step(ivl_engine *e);
 

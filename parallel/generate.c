@@ -1,6 +1,7 @@
 // generate.c - see generate.h.
 #include "parallel/generate.h"
 #include "core/check.h"
+#include "parallel/kv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -108,13 +109,6 @@ void ivl_generate(ivl_engine *e, const ivl_gen_prompt *prompts, int B, const ivl
     free(g.emitted);
 }
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void ivl_image_row_keys(const float *pixels, int64_t tile_elems, const int *tiles, int n_images,
                         int64_t rows_per_tile, const int64_t *img_row, int64_t n, uint64_t *key) {
     uint64_t *h = ivl_malloc((size_t)(n_images > 0 ? n_images : 1) * sizeof *h);
@@ -127,7 +121,7 @@ void ivl_image_row_keys(const float *pixels, int64_t tile_elems, const int *tile
         const int64_t m = (int64_t)tiles[i] * tile_elems;
         const uint32_t *u = (const uint32_t *)(const void *)p;
         for (int64_t j = 0; j < m; j++) x = (x ^ u[j]) * 0x100000001b3ull;
-        h[i] = mix64(x ^ (uint64_t)tiles[i]);
+        h[i] = ivl_hash64(x ^ (uint64_t)tiles[i]);
         p += m;
         row0[i + 1] = row0[i] + tiles[i] * rows_per_tile;
     }
@@ -136,7 +130,7 @@ void ivl_image_row_keys(const float *pixels, int64_t tile_elems, const int *tile
         if (!img_row || img_row[t] < 0) continue;
         int i = 0;
         while (i < n_images - 1 && img_row[t] >= row0[i + 1]) i++;
-        key[t] = mix64(h[i] + (uint64_t)(img_row[t] - row0[i]));
+        key[t] = ivl_hash64(h[i] + (uint64_t)(img_row[t] - row0[i]));
     }
     free(h);
     free(row0);

@@ -21,15 +21,9 @@ struct ivl_kv_blocks {
     uint64_t mask;
 };
 
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 uint64_t ivl_kv_chain_key(uint64_t prev, const uint64_t *tok_keys, int n) {
-    uint64_t h = mix64(prev + 0x9e3779b97f4a7c15ull);
-    for (int i = 0; i < n; i++) h = mix64(h ^ (tok_keys[i] + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
+    uint64_t h = ivl_hash64(prev);
+    for (int i = 0; i < n; i++) h = ivl_hash64(h ^ (tok_keys[i] + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
     return h ? h : 1;
 }
 
@@ -73,7 +67,7 @@ int ivl_kv_block_refs(const ivl_kv_blocks *kb, int32_t b) { return kb->refs[b]; 
 
 // ---- key table ----
 
-static uint64_t slot_of(const ivl_kv_blocks *kb, uint64_t key) { return mix64(key) & kb->mask; }
+static uint64_t slot_of(const ivl_kv_blocks *kb, uint64_t key) { return ivl_hash64(key) & kb->mask; }
 
 static int32_t tab_find(const ivl_kv_blocks *kb, uint64_t key) {
     for (uint64_t i = slot_of(kb, key);; i = (i + 1) & kb->mask) {

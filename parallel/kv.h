@@ -41,6 +41,14 @@ void ivl_kv_block_publish(ivl_kv_blocks *kb, int32_t b, uint64_t key);
 // Forgets every published key (cached blocks become free).
 void ivl_kv_blocks_drop_cache(ivl_kv_blocks *kb);
 
+// splitmix64's finaliser (after adding the golden-ratio step): the mixer of every key here.
+static inline uint64_t ivl_hash64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 // The key of a block: the previous block's key chained with the block's token keys.
 uint64_t ivl_kv_chain_key(uint64_t prev, const uint64_t *tok_keys, int n);
 

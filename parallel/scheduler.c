@@ -59,13 +59,6 @@ struct ivl_sched {
     int warned_exact;
 };
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int64_t blocks_for(const ivl_sched *s, int64_t positions) {
     return (positions + s->o.block_size - 1) / s->o.block_size;
 }
@@ -233,7 +226,7 @@ int64_t ivl_sched_blocks_short(const ivl_sched *s, int64_t n_prompt) {
 // (a key no other request has when the caller gave none).
 static uint64_t tok_key(const sreq *r, int64_t t) {
     if (t < r->n_prompt && r->img_row && r->img_row[t] >= 0)
-        return r->row_key ? r->row_key[t] | 1ull << 63 : mix64(r->id * 0x100000001b3ull + (uint64_t)t) | 1ull << 63;
+        return r->row_key ? r->row_key[t] | 1ull << 63 : ivl_hash64(r->id * 0x100000001b3ull + (uint64_t)t) | 1ull << 63;
     return (uint64_t)(uint32_t)r->tok[t];
 }
 

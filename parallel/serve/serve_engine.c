@@ -41,13 +41,6 @@ typedef struct {
     int64_t pix_cap;           // tiles
 } tick_msg;
 
-// The image embeddings of one tick's new images, shared by their requests until the last
-// of them ends (a preempted request recomputes its prompt from them).
-typedef struct {
-    ivl_tensor t;
-    int refs;
-} emb_batch;
-
 typedef struct serve_req serve_req;
 
 typedef struct {
@@ -66,7 +59,7 @@ typedef struct {
 // One request in the scheduler (every rank; the job side on rank 0 only).
 struct serve_req {
     loop_state *ls;
-    emb_batch *batch;          // NULL: text only
+    ivl_emb_batch *batch;          // NULL: text only
     ivl_tensor view;           // its rows of batch->t (empty on stages without embeddings)
     uint64_t id;               // the scheduler's id (the same on every rank)
     ivl_serve_job *j;          // rank 0: the job (this request holds a reference)
@@ -236,12 +229,6 @@ static void finish_req(serve_req *r, const ivl_sched_done *d) {
 
 // ---- the scheduler's callbacks (every rank) ----
 
-static void batch_unref(ivl_session *s, emb_batch *b) {
-    if (!b || --b->refs > 0) return;
-    if (b->t.data) s->be->free(s->be, &b->t);
-    free(b);
-}
-
 static void on_token(void *ctx, uint64_t id, int32_t token) {
     serve_req *r = ctx;
     (void)id;
@@ -257,7 +244,7 @@ static void on_done(void *ctx, uint64_t id, const ivl_sched_done *d) {
     serve_req *r = ctx;
     (void)id;
     if (r->j) finish_req(r, d);
-    batch_unref(r->ls->e->s, r->batch);
+    ivl_emb_batch_unref(r->ls->e->s->be, r->batch);
     free(r);
 }
 
@@ -401,16 +388,14 @@ static int plan_tick(loop_state *ls, tick_msg *m) {
 
 // The tick's new images, encoded in one batch (every rank passes the same pixels); the
 // batch then belongs to the requests that refer to it.
-static emb_batch *encode_tick(ivl_session *s, const tick_msg *m) {
+static ivl_emb_batch *encode_tick(ivl_session *s, const tick_msg *m) {
     if (!m->h.tiles) return NULL;
     const int64_t S = s->model->cfg.vit.image_size;
     ivl_tensor px = {IVL_F32, 4, {m->h.tiles, 3, S, S}, m->pixels, IVL_HOST};
     ivl_session_encode_images(s, &px, NULL);
-    emb_batch *b = ivl_calloc(1, sizeof *b);
-    b->t = s->embeds;
-    memset(&s->embeds, 0, sizeof s->embeds);
-    for (int64_t k = 0; k < m->h.n_new; k++) b->refs += m->jobs[k].tiles > 0;
-    return b;
+    int refs = 0;
+    for (int64_t k = 0; k < m->h.n_new; k++) refs += m->jobs[k].tiles > 0;
+    return ivl_emb_batch_new(&s->embeds, refs);
 }
 
 static ivl_sampling job_sampling(const job_header *h) {
@@ -437,7 +422,7 @@ static void image_rows(ivl_session *s, const job_header *h, const int32_t *ids,
 
 // One new request into the scheduler (every rank, in the message's order).
 static void submit_job(loop_state *ls, const job_header *h, const int32_t *ids,
-                       const float *pixels, int64_t tile0, emb_batch *b, ivl_serve_job *j) {
+                       const float *pixels, int64_t tile0, ivl_emb_batch *b, ivl_serve_job *j) {
     ivl_session *s = ls->e->s;
     serve_req *r = ivl_calloc(1, sizeof *r);
     r->ls = ls;
@@ -466,14 +451,14 @@ static void submit_job(loop_state *ls, const job_header *h, const int32_t *ids,
             end_job(ls->e, j, "error", 0);
             ivl_serve_job_unref(j);
         }
-        batch_unref(s, r->batch);
+        ivl_emb_batch_unref(s->be, r->batch);
         free(r);
     }
 }
 
 static void submit_tick(loop_state *ls, const tick_msg *m) {
     ivl_session *s = ls->e->s;
-    emb_batch *b = encode_tick(s, m);
+    ivl_emb_batch *b = encode_tick(s, m);
     const int64_t per_tile = tile_floats(s);
     int64_t id0 = 0, tile0 = 0;
     for (int64_t k = 0; k < m->h.n_new; k++) {
